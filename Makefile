@@ -1,0 +1,89 @@
+# Cairn — build the appliance, boot it in qemu, run the tests.
+# Everything a fresh Debian 12 machine needs is installed by `make deps` (as root).
+
+SHELL      := /bin/bash
+GO         ?= go
+BUILD      := build
+CACHE      ?= $(HOME)/.cache/cairn
+TEMPL      := $(shell $(GO) env GOPATH)/bin/templ
+TEMPL_VER  := v0.3.977
+# Guest binaries: qemu's default CPU model under TCG does not run x86-64-v2 code.
+GUEST_ENV  := CGO_ENABLED=0 GOAMD64=v1
+VERSION    ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS    := -s -w -X github.com/cairn-os/cairn/supervisor.Version=$(VERSION)
+
+export CAIRN_CACHE := $(CACHE)
+
+.PHONY: all deps assets generate build initramfs iso run test test-unit test-host test-qemu bench lock clean
+
+all: iso
+
+## deps: install the Debian packages and Go tools the build and the tests need (root).
+deps:
+	@missing=$$(grep -v '^\s*#' configs/host-packages.txt | grep -v '^\s*$$' | while read p; do \
+		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing: $$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	@test -x $(TEMPL) || $(GO) install github.com/a-h/templ/cmd/templ@$(TEMPL_VER)
+
+## assets: vendor the web console's npm packages into ui/static/vendor (embedded at build).
+assets:
+	@$(MAKE) -s -C ui/static vendor
+
+## generate: templ components → *_templ.go (committed; CI checks they are current).
+generate:
+	$(TEMPL) generate
+
+## build: the supervisor, the CLI and the image builder into build/bin.
+build: assets
+	@mkdir -p $(BUILD)/bin
+	$(GUEST_ENV) $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BUILD)/bin/supervisor ./cmd/supervisor
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BUILD)/bin/cairn ./cmd/cairn
+	$(GO) build -trimpath -o $(BUILD)/bin/cairn-build ./cmd/cairn-build
+
+## initramfs: the compute node's kernel and initramfs (build/compute/).
+initramfs: build
+	$(BUILD)/bin/cairn-build initramfs --supervisor $(BUILD)/bin/supervisor --out $(BUILD)/compute
+
+## iso: the admin ISO (build/cairn.iso), BIOS + UEFI, CD + USB.
+iso: initramfs
+	$(BUILD)/bin/cairn-build iso --supervisor $(BUILD)/bin/supervisor --compute $(BUILD)/compute --version $(VERSION) --out $(BUILD)/cairn.iso
+
+## lock: re-resolve configs/packages/*.txt against Debian and rewrite configs/packages.lock.
+lock: build
+	$(BUILD)/bin/cairn-build lock
+
+## run: build everything, boot the admin ISO and one PXE-booted compute node in qemu.
+run: deps iso
+	$(GO) run ./cmd/cairn-qemu --iso $(BUILD)/cairn.iso --work $(BUILD)/run
+
+## test: every tier. Installs what it needs first.
+test: deps assets
+	@$(MAKE) -s test-unit
+	@$(MAKE) -s test-host
+	@$(MAKE) -s iso
+	@$(MAKE) -s test-qemu
+
+test-unit:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt would change:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
+	$(TEMPL) generate
+	@git diff --exit-code -- '*_templ.go' || { echo "templ generate changed *_templ.go: commit them"; exit 1; }
+	$(GO) vet ./...
+	$(GO) test -count=1 ./...
+
+## test-host: the host tier, as root: real namespaces, DHCP/TFTP clients, processes.
+test-host:
+	CAIRN_HOST_TESTS=1 $(GO) test -count=1 -p 1 -timeout 20m ./...
+
+## test-qemu: boot the built ISO and a PXE compute node in qemu and check them.
+test-qemu:
+	$(GO) test -count=1 -p 1 -timeout 30m -v ./qemu-tests/... 2>&1 | tee $(BUILD)/qemu-tests.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|\s+\S+_test.go)'; exit $${PIPESTATUS[0]}
+
+## bench: the side-by-side figures in docs/benchmarks.md.
+bench: iso
+	$(GO) run ./bench --iso $(BUILD)/cairn.iso --compute $(BUILD)/compute --out docs/benchmarks.md
+
+clean:
+	rm -rf $(BUILD)
