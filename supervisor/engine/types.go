@@ -89,10 +89,13 @@ type Node struct {
 	Disks           []Disk    `json:"disks,omitempty"`
 	NICs            []NIC     `json:"nics,omitempty"`
 	KVM             bool      `json:"kvm"`
-	Version         string    `json:"version,omitempty"`
-	JoinedAt        time.Time `json:"joined_at"`
-	LastSeen        time.Time `json:"last_seen"`
-	Owner           string    `json:"owner"`
+	// Libvirt is what the admin read from the node's libvirtd over mutual TLS
+	// ("libvirt 9.0.0, QEMU 7.2.0"); empty until it has reached it.
+	Libvirt  string    `json:"libvirt,omitempty"`
+	Version  string    `json:"version,omitempty"`
+	JoinedAt time.Time `json:"joined_at"`
+	LastSeen time.Time `json:"last_seen"`
+	Owner    string    `json:"owner"`
 }
 
 // Info describes the engine as a whole: what the dashboard shows at the top.
