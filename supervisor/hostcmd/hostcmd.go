@@ -70,13 +70,38 @@ var reaper struct {
 // RunReaper reaps every child of this process until ctx ends and broadcasts each exit
 // to the processes started with Start. Only PID 1 (or a subreaper) should run it.
 func RunReaper(ctx context.Context, sigchld <-chan struct{}) {
+	beginReaper()
+	reap(ctx, sigchld)
+}
+
+// StartReaper runs RunReaper in a goroutine, but marks the reaper as running before it
+// returns: a program started right after it must subscribe to the reaper's exits, or
+// the reaper's wait4(-1) could take its exit status before its own Wait does.
+func StartReaper(ctx context.Context, sigchld <-chan struct{}) {
+	beginReaper()
+	go reap(ctx, sigchld)
+}
+
+func beginReaper() {
 	reaper.Lock()
 	reaper.running = true
-	reaper.subs = map[chan Exit]struct{}{}
+	if reaper.subs == nil {
+		reaper.subs = map[chan Exit]struct{}{}
+	}
 	reaper.Unlock()
+}
+
+func reap(ctx context.Context, sigchld <-chan struct{}) {
 	defer func() {
+		// Processes still waiting would wait forever: close their channels so that
+		// their Wait falls back to waiting for the child itself, which works now that
+		// nobody else reaps.
 		reaper.Lock()
 		reaper.running = false
+		for ch := range reaper.subs {
+			close(ch)
+		}
+		reaper.subs = nil
 		reaper.Unlock()
 	}()
 	for {
@@ -166,5 +191,7 @@ func (p *Process) Wait() error {
 			return errors.New("ended")
 		}
 	}
-	return errors.New("reaper stopped")
+	// The reaper stopped before this child ended (its channel was closed): nobody
+	// else reaps any more, so wait for the child directly.
+	return p.cmd.Wait()
 }

@@ -37,7 +37,7 @@ func Parse(data []byte) (Settings, []Problem) {
 		p.add("", "must hold settings as key: value lines, like admin_password: \"s3cret-pass\"; every setting keeps its default")
 		return s, p.problems
 	}
-	top := p.mapping("", root, []string{"admin_password", "hostname", "lan", "uplink", "pxe"})
+	top := p.mapping("", root, []string{"admin_password", "hostname", "lan", "uplink", "pxe", "debug"})
 
 	if v, ok := p.scalar("admin_password", top["admin_password"], `admin_password: "s3cret-pass"`); ok {
 		if msg := checkPassword(v); msg != "" {
@@ -59,6 +59,13 @@ func Parse(data []byte) (Settings, []Problem) {
 			s.PXE = m
 		default:
 			p.add("pxe", "%s is not a PXE mode; write dhcp (Cairn runs the LAN's DHCP server), proxy (the LAN already has a DHCP server) or off", quote(v))
+		}
+	}
+	if v, ok := p.scalar("debug", top["debug"], "debug: false"); ok {
+		if b, ok := parseBool(v); ok {
+			s.Debug = b
+		} else {
+			p.add("debug", "%s is not true or false; write debug: true for a root shell on the second serial port", quote(v))
 		}
 	}
 	p.parseLAN(&s, top["lan"])

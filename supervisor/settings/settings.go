@@ -47,6 +47,9 @@ type Settings struct {
 	Uplink Uplink
 	// PXE is PXEDHCP, PXEProxy or PXEOff.
 	PXE string
+	// Debug starts a root shell on the second serial port (ttyS1). Whoever holds the
+	// machine's serial ports holds the machine anyway; it is off by default.
+	Debug bool
 }
 
 // LAN is the admin's side of the compute nodes' network.
