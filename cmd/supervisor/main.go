@@ -24,8 +24,13 @@ func main() {
 	flag.BoolVar(&cfg.Debug, "debug", false, "log at debug level")
 	flag.Parse()
 
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
+	ctx := context.Background()
+	if cfg.Dev {
+		// As PID 1 the supervisor reads these signals itself (reboot, poweroff).
+		var stop context.CancelFunc
+		ctx, stop = signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+		defer stop()
+	}
 	if err := supervisor.Run(ctx, cfg); err != nil {
 		fmt.Fprintln(os.Stderr, "supervisor:", err)
 		os.Exit(1)

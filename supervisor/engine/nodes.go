@@ -216,7 +216,10 @@ func (e *Engine) Heartbeat(ctx context.Context, nodeID string, hb Heartbeat) (in
 	}
 	e.beatsMu.Lock()
 	e.beats[nodeID]++
-	probe := e.beats[nodeID]%probeEvery == 0
+	// Until the node's libvirtd has answered once (it starts alongside the agent),
+	// ask on every other beat; afterwards every probeEvery beats.
+	beats := e.beats[nodeID]
+	probe := beats%probeEvery == 0 || (n.Libvirt == "" && beats%2 == 1)
 	e.beatsMu.Unlock()
 	if probe {
 		e.probe(n)

@@ -1,0 +1,5 @@
+package supervisor
+
+import "golang.org/x/sys/unix"
+
+func setHostnameSyscall(name string) error { return unix.Sethostname([]byte(name)) }

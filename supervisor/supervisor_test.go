@@ -1,0 +1,60 @@
+package supervisor
+
+import (
+	"flag"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files")
+
+func golden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", name+".golden")
+	if *update {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create it)", err)
+	}
+	if got != string(want) {
+		t.Errorf("%s differs from %s:\n%s", name, path, got)
+	}
+}
+
+func TestExportsFile(t *testing.T) {
+	got := exportsFile([]Export{
+		{Path: "/var/lib/cairn/pools/1", Clients: netip.MustParsePrefix("10.0.0.1/16")},
+		{Path: "/var/lib/cairn/pools/0", Clients: netip.MustParsePrefix("10.0.0.1/16")},
+	})
+	golden(t, "exports", got)
+}
+
+func TestPoolInsideLAN(t *testing.T) {
+	for _, tc := range []struct{ lan, start, end string }{
+		{"10.0.0.1/16", "10.0.100.1", "10.0.199.254"},
+		{"192.168.7.1/24", "192.168.7.128", "192.168.7.254"},
+	} {
+		lan := netip.MustParsePrefix(tc.lan)
+		if got := poolAddr(lan, 100, 1).String(); got != tc.start {
+			t.Errorf("%s: pool start %s, want %s", tc.lan, got, tc.start)
+		}
+		if got := poolAddr(lan, 199, 254).String(); got != tc.end {
+			t.Errorf("%s: pool end %s, want %s", tc.lan, got, tc.end)
+		}
+	}
+}
+
+func TestRoleFromFlag(t *testing.T) {
+	if r, err := role(Config{Role: "compute"}); err != nil || r != RoleCompute {
+		t.Fatalf("role compute: %q %v", r, err)
+	}
+	if _, err := role(Config{Role: "storage"}); err == nil {
+		t.Fatal("role storage accepted; want an error naming admin and compute")
+	}
+}
