@@ -6,7 +6,9 @@ import (
 	"testing"
 )
 
-func needsUser(rt route) bool { return rt.access == accessUser || rt.access == accessAdmin || rt.access == accessOwn }
+func needsUser(rt route) bool {
+	return rt.access == accessUser || rt.access == accessAdmin || rt.access == accessOwn
+}
 
 func mutating(rt route) bool { return rt.method != http.MethodGet && rt.method != http.MethodHead }
 
