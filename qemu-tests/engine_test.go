@@ -1,0 +1,201 @@
+package qemutests
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cairn-os/cairn/qemu-tests/engineapi"
+	"github.com/cairn-os/cairn/qemu-tests/lab"
+	"github.com/cairn-os/cairn/qemu-tests/vm"
+)
+
+// TestEngine boots one admin and PXE-boots one diskless compute VM from it, then
+// checks, in order and on the same VMs to save boot time: the node is ready with its
+// CPUs and memory; the web console shows it; a killed libvirtd is restarted; a killed
+// compute VM becomes down; and after an admin power-off and boot on the same data
+// disk, the node record, the CA and the admin password are still there.
+func TestEngine(t *testing.T) {
+	iso := requireISO(t)
+	a := newArtefacts(t)
+	ctx := t.Context()
+	l := newLab(t, ctx, a, iso, vm.BIOS, true)
+
+	bootCtx, cancel := context.WithTimeout(ctx, adminBootTimeout)
+	defer cancel()
+	if err := l.StartAdmin(bootCtx); err != nil {
+		t.Fatal(err)
+	}
+	d, err := l.WaitAdmin(bootCtx)
+	if err != nil {
+		fatal(t, l, err)
+	}
+	t.Logf("admin: /api/v1/health answered %s after qemu started", d)
+	ca := l.API.CAFingerprint()
+
+	compute, err := l.StartCompute(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mac := lab.ComputeMAC(0)
+	id := engineapi.NodeID(mac)
+	joined := false
+
+	t.Run("ComputeNodeReady", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(ctx, nodeReadyTimeout)
+		defer cancel()
+		n, d, err := l.WaitNode(ctx, mac, "ready")
+		if err != nil {
+			fatal(t, l, err)
+		}
+		joined = true
+		t.Logf("node %s (%s) ready at %s, %s after its VM started", n.ID, n.Name, n.Address, d)
+		if n.CPUs != lab.ComputeCPUs {
+			t.Errorf("node reports %d CPUs, the VM has %d", n.CPUs, lab.ComputeCPUs)
+		}
+		// The kernel keeps some of the VM's RAM for itself, so the node reports a
+		// little less than it has; more than it has, or far less, is wrong.
+		vmBytes := uint64(lab.ComputeMemoryMiB) << 20
+		if n.MemoryBytes > vmBytes || n.MemoryBytes < vmBytes*8/10 {
+			t.Errorf("node reports %d bytes of memory (%.2f GiB), the VM has %d MiB", n.MemoryBytes, float64(n.MemoryBytes)/(1<<30), lab.ComputeMemoryMiB)
+		}
+		if !strings.EqualFold(n.MAC, mac) {
+			t.Errorf("node MAC %q, want %q", n.MAC, mac)
+		}
+	})
+
+	t.Run("ConsoleShowsNode", func(t *testing.T) {
+		if !joined {
+			t.Skip("the compute node never became ready")
+		}
+		bctx := browser(t, ctx)
+		shot := a.path("nodes.png", true)
+		start := time.Now()
+		state, err := consoleNodeState(bctx, l.URL(), lab.AdminUser, l.Settings.AdminPassword, id, shot)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("web console: logged in and saw %s in %s; screenshot %s", id, time.Since(start).Round(time.Millisecond), shot)
+		if state != "ready" {
+			t.Errorf("nodes page shows %s as %q, want ready", id, state)
+		}
+	})
+
+	t.Run("KilledLibvirtdRestarts", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+		defer cancel()
+		before, err := service(ctx, l, "libvirtd")
+		if err != nil {
+			fatal(t, l, err)
+		}
+		t.Logf("libvirtd before: %+v", before)
+		// The supervisor offers no API to kill its services; the admin's debug shell
+		// on its second serial port (cairn.yaml debug: true) stands in for a crash.
+		dctx, dcancel := context.WithTimeout(ctx, time.Minute)
+		out, err := l.Admin.DebugShell(dctx, "kill -9 $(pidof libvirtd)")
+		dcancel()
+		if err != nil {
+			t.Fatalf("killing libvirtd through the admin's debug shell (serial port 2, log %s): %v", l.Admin.DebugLogPath(), err)
+		}
+		if s := strings.TrimSpace(out); s != "" {
+			t.Logf("debug shell: %s", s)
+		}
+		var after engineapi.Service
+		_, err = l.Wait(ctx, "libvirtd to be restarted", 2*time.Second, func(ctx context.Context) (bool, string, error) {
+			s, err := service(ctx, l, "libvirtd")
+			if err != nil {
+				return false, err.Error(), nil
+			}
+			after = s
+			return s.Restarts > before.Restarts && s.Restarts >= 1 && s.State == "running",
+				fmt.Sprintf("state %s, %d restarts, pid %d", s.State, s.Restarts, s.PID), nil
+		})
+		if err != nil {
+			fatal(t, l, err)
+		}
+		if after.PID == before.PID && before.PID != 0 {
+			t.Errorf("libvirtd has the same pid %d after it was killed", after.PID)
+		}
+	})
+
+	t.Run("KilledNodeGoesDown", func(t *testing.T) {
+		if !joined {
+			t.Skip("the compute node never became ready")
+		}
+		if err := compute.Kill(); err != nil {
+			t.Fatal(err)
+		}
+		// Three missed heartbeats at 5 s, plus the health manager's own period.
+		ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+		defer cancel()
+		if _, _, err := l.WaitNode(ctx, mac, "down"); err != nil {
+			fatal(t, l, err)
+		}
+	})
+
+	t.Run("AdminRestartKeepsState", func(t *testing.T) {
+		if err := l.Admin.PowerDown(ctx, 2*time.Minute); err != nil {
+			// The engine's store must survive even this, so go on; but a power
+			// button that does nothing is a defect a person notices (Ctrl-C in
+			// `make run` waits for it).
+			t.Errorf("admin power-off: %v", err)
+		}
+		ctx, cancel := context.WithTimeout(ctx, adminBootTimeout)
+		defer cancel()
+		if err := l.StartAdmin(ctx); err != nil {
+			t.Fatal(err)
+		}
+		d, err := l.WaitAdmin(ctx)
+		if err != nil {
+			fatal(t, l, err)
+		}
+		t.Logf("admin back after %s", d)
+		if got := l.API.CAFingerprint(); got != ca {
+			t.Errorf("engine CA changed over the restart: %s, was %s", got, ca)
+		}
+		nodes, err := l.API.Nodes(ctx)
+		if err != nil {
+			t.Fatalf("the admin password from first boot no longer works: %v", err)
+		}
+		if joined {
+			found := false
+			for _, n := range nodes {
+				if n.ID == id {
+					found = true
+					if n.State != "down" && n.State != "ready" {
+						t.Errorf("node %s is %q after the restart, want down or ready", id, n.State)
+					}
+				}
+			}
+			if !found {
+				t.Errorf("node %s is gone after the admin restart; nodes: %+v", id, nodes)
+			}
+		}
+		wrong := engineapi.New(l.URL(), lab.AdminUser, l.Settings.AdminPassword+"x")
+		if err := wrong.Pin(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := wrong.Nodes(ctx); !errors.Is(err, engineapi.ErrUnauthorized) {
+			t.Errorf("a wrong password was not refused: %v", err)
+		}
+	})
+}
+
+// service returns one service from GET /api/v1/services.
+func service(ctx context.Context, l *lab.Lab, name string) (engineapi.Service, error) {
+	all, err := l.API.Services(ctx)
+	if err != nil {
+		return engineapi.Service{}, err
+	}
+	var names []string
+	for _, s := range all {
+		if s.Name == name {
+			return s, nil
+		}
+		names = append(names, s.Name)
+	}
+	return engineapi.Service{}, fmt.Errorf("no service %s in /api/v1/services (it lists %s)", name, strings.Join(names, ", "))
+}
