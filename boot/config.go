@@ -55,7 +55,7 @@ type Config struct {
 	// snponly.efi). TFTP serves only the files directly in it.
 	TFTPRoot string
 	// Kernel and Initramfs are the compute image's files, served over HTTP as
-	// /compute/vmlinuz and /compute/initramfs.cpio.gz.
+	// /compute/vmlinuz and /compute/initramfs.
 	Kernel, Initramfs string
 	// LeaseFile, if set, is a JSON file that keeps the leases across restarts.
 	LeaseFile string

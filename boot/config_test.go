@@ -33,7 +33,7 @@ func testFiles(t testing.TB) (tftpRoot, kernel, initramfs string) {
 	write(filepath.Join(tftpRoot, FileBIOS), 300_001, 1)
 	write(filepath.Join(tftpRoot, FileUEFI), 100_000, 2)
 	kernel = filepath.Join(dir, "vmlinuz")
-	initramfs = filepath.Join(dir, "initramfs.cpio.gz")
+	initramfs = filepath.Join(dir, "initramfs")
 	write(kernel, 200_017, 3)
 	write(initramfs, 100_005, 4)
 	write(filepath.Join(dir, "secret"), 10, 5)

@@ -14,7 +14,7 @@ import (
 //	GET /boot.ipxe                   the script DHCP names for iPXE; chains to the next
 //	GET /nodes/<mac>.ipxe            the Planner's decision for that MAC (aa-bb-… or aa:bb:…)
 //	GET /compute/vmlinuz             the compute kernel (Range supported)
-//	GET /compute/initramfs.cpio.gz   the compute initramfs (Range supported)
+//	GET /compute/initramfs   the compute initramfs (Range supported)
 //
 // HEAD works too. Any other path is 404, a path with ".." is 400 (also when it came
 // percent-encoded), other methods are 405. Paths never map to the file system.

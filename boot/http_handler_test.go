@@ -110,7 +110,7 @@ func TestHTTPFiles(t *testing.T) {
 	if b := body(t, r); r.StatusCode != 200 || b != string(kernel) || r.ContentLength != int64(len(kernel)) {
 		t.Errorf("kernel: %d, %d bytes, Content-Length %d, want %d", r.StatusCode, len(b), r.ContentLength, len(kernel))
 	}
-	r = get(t, h, "GET", "/compute/initramfs.cpio.gz")
+	r = get(t, h, "GET", "/compute/initramfs")
 	if b := body(t, r); r.StatusCode != 200 || !bytes.Equal([]byte(b), initrd) {
 		t.Errorf("initramfs: %d, %d bytes", r.StatusCode, len(b))
 	}
@@ -118,7 +118,7 @@ func TestHTTPFiles(t *testing.T) {
 	if b := body(t, r); r.StatusCode != 206 || b != string(kernel[100:200]) || r.Header.Get("Content-Range") == "" {
 		t.Errorf("range: %d %q", r.StatusCode, r.Header.Get("Content-Range"))
 	}
-	r = get(t, h, "HEAD", "/compute/initramfs.cpio.gz")
+	r = get(t, h, "HEAD", "/compute/initramfs")
 	if r.StatusCode != 200 || r.ContentLength != int64(len(initrd)) {
 		t.Errorf("HEAD: %d Content-Length %d", r.StatusCode, r.ContentLength)
 	}

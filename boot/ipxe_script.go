@@ -31,8 +31,8 @@ const maxCmdline = 2047
 // URL's last element), which the EFI stub needs in initrd=.
 const (
 	pathKernel    = "/compute/vmlinuz"
-	pathInitramfs = "/compute/initramfs.cpio.gz"
-	initrdName    = "initramfs.cpio.gz"
+	pathInitramfs = "/compute/initramfs"
+	initrdName    = "initramfs"
 )
 
 // chainScript returns /boot.ipxe: it asks base for the script of the NIC iPXE booted

@@ -164,7 +164,7 @@ func loadSettings(ctx context.Context, cfg Config, logger *slog.Logger) (setting
 // prepareDataDisk mounts the data disk (formatting only a blank one) and returns the
 // state folder and whether it survives a reboot.
 func prepareDataDisk(ctx context.Context, logger *slog.Logger) (string, bool) {
-	log := logger.With("component", "datadisk")
+	log := logger
 	stateDir := filepath.Join(dataMount, "state")
 	disks, err := datadisk.List(ctx)
 	if err != nil {
@@ -230,7 +230,7 @@ func bootConfig(nw adminNetwork, stateDir string, logger *slog.Logger) boot.Conf
 		HTTPAddr:  net.JoinHostPort(lan.Addr().String(), "80"),
 		TFTPRoot:  filepath.Join(libDir, "ipxe"),
 		Kernel:    filepath.Join(libDir, "compute", "vmlinuz"),
-		Initramfs: filepath.Join(libDir, "compute", "initramfs.cpio.gz"),
+		Initramfs: filepath.Join(libDir, "compute", "initramfs.cpio.zst"),
 		LeaseFile: filepath.Join(stateDir, "dhcp-leases.json"),
 		Logger:    logger,
 	}

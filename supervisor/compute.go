@@ -69,11 +69,11 @@ func computeNetwork(ctx context.Context, logger *slog.Logger) error {
 				dctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 				defer cancel()
 				opts := []netcfg.DHCPOption{netcfg.WithResolvConf("/etc/resolv.conf")}
-				lease, err := netcfg.DHCP(dctx, l, log, opts...)
+				lease, err := netcfg.DHCP(dctx, l, logger, opts...)
 				if err != nil {
 					log.Debug("dhcp", "interface", l.Attrs().Name, "err", err)
 				} else {
-					go netcfg.Maintain(ctx, l, lease, log, opts...)
+					go netcfg.Maintain(ctx, l, lease, logger, opts...)
 				}
 				got <- err == nil
 			}(l)

@@ -17,6 +17,9 @@ import (
 func runPID1(ctx context.Context, cfg Config) error {
 	// Mounts come first: the console, /proc/cmdline and module loading need them.
 	mountErr := pid1.MountEarly()
+	// The kernel starts init without PATH; every program the supervisor runs (and
+	// the programs those run) look their helpers up in it.
+	os.Setenv("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
 	logger := slog.New(pid1.ConsoleHandler(cfg.Debug || kernelArgs()["cairn.debug"] == "1"))
 	if mountErr != nil {
 		logger.Error("early mounts incomplete", "err", mountErr)

@@ -109,14 +109,14 @@ func setupAdminNetwork(ctx context.Context, logger *slog.Logger, s settings.Sett
 	if s.Uplink.DHCP {
 		opts := []netcfg.DHCPOption{netcfg.WithResolvConf("/etc/resolv.conf"), netcfg.WithHostname(s.Hostname)}
 		dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		lease, err := netcfg.DHCP(dctx, uplink, log, opts...)
+		lease, err := netcfg.DHCP(dctx, uplink, logger, opts...)
 		cancel()
 		if err != nil {
 			log.Error("uplink dhcp", "interface", nw.uplinkLink, "err", err)
 		} else {
 			// Renew half-way through the lease, or the DHCP server gives the address
 			// to another machine while it is still on our link.
-			go netcfg.Maintain(ctx, uplink, lease, log, opts...)
+			go netcfg.Maintain(ctx, uplink, lease, logger, opts...)
 		}
 	} else if s.Uplink.Address.IsValid() {
 		if err := netcfg.AddressAdd(uplink, s.Uplink.Address); err != nil {

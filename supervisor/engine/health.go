@@ -83,13 +83,15 @@ func (e *Engine) shouldGoDown(n Node) bool {
 // probe asks ProbeNode, in the background, for the node's libvirt version and records
 // it. Close waits for probes under way.
 func (e *Engine) probe(n Node) {
+	// libvirtd probes qemu's capabilities on the first connection: under TCG that
+	// alone can take a minute, so the probe gets two.
 	if e.cfg.ProbeNode == nil || e.bg.Err() != nil {
 		return
 	}
 	e.wg.Add(1)
 	go func() {
 		defer e.wg.Done()
-		ctx, cancel := context.WithTimeout(e.bg, 30*time.Second)
+		ctx, cancel := context.WithTimeout(e.bg, 2*time.Minute)
 		defer cancel()
 		version, err := e.cfg.ProbeNode(ctx, n)
 		if err != nil {

@@ -90,7 +90,9 @@ func (m *Manager) supervise(ctx context.Context, v *svc) {
 				st.Message = fmt.Sprintf("%s (retrying in %s)", o.failure, delay)
 			})
 		} else {
-			log.Warn("service exited", "exit", o.exit, "ran", o.ran.Round(time.Millisecond), "restart_in", delay)
+			// The program's last line usually says why; put it where people look.
+			log.Warn("service exited", "exit", o.exit, "ran", o.ran.Round(time.Millisecond), "restart_in", delay,
+				"last_output", lastLine(v.log.Last(512)))
 			v.log.Note(fmt.Sprintf("[cairn] %s exited (%s), restarting in %s", name, o.exit, delay))
 			m.update(v, func(st *Status) {
 				st.State, st.PID = StateBackoff, 0
@@ -321,4 +323,10 @@ func isNotFound(path string, err error) bool {
 		return errors.Is(serr, fs.ErrNotExist)
 	}
 	return false
+}
+
+// lastLine is the last non-empty line of a program's output.
+func lastLine(b []byte) string {
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	return strings.TrimSpace(lines[len(lines)-1])
 }
