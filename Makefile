@@ -43,16 +43,18 @@ build: assets
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BUILD)/bin/cairn ./cmd/cairn
 	$(GO) build -trimpath -o $(BUILD)/bin/cairn-build ./cmd/cairn-build
 
-## initramfs: the compute node's kernel and initramfs (build/compute/).
+## initramfs: the compute node's kernel and initramfs (build/compute/{vmlinuz,initramfs.cpio.zst}).
 initramfs: build
-	$(BUILD)/bin/cairn-build initramfs --supervisor $(BUILD)/bin/supervisor --out $(BUILD)/compute
+	$(BUILD)/bin/cairn-build initramfs --supervisor $(BUILD)/bin/supervisor --version $(VERSION) --out $(BUILD)/compute
 
 ## iso: the admin ISO (build/cairn.iso), BIOS + UEFI, CD + USB.
 iso: initramfs
 	$(BUILD)/bin/cairn-build iso --supervisor $(BUILD)/bin/supervisor --compute $(BUILD)/compute --version $(VERSION) --out $(BUILD)/cairn.iso
 
 ## lock: re-resolve configs/packages/*.txt against Debian and rewrite configs/packages.lock.
-lock: build
+lock:
+	@mkdir -p $(BUILD)/bin
+	$(GO) build -trimpath -o $(BUILD)/bin/cairn-build ./cmd/cairn-build
 	$(BUILD)/bin/cairn-build lock
 
 ## run: build everything, boot the admin ISO and one PXE-booted compute node in qemu.

@@ -106,6 +106,9 @@ func TestMountRoot(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(l.rw, "upper/etc-written")); err != nil {
 			t.Errorf("a write did not land in the tmpfs: %v", err)
 		}
+		if m, _ := os.ReadFile("/proc/thread-self/mounts"); !strings.Contains(string(m), "nfs_export=on") {
+			t.Errorf("the overlay is not exportable over NFS:\n%s", m)
+		}
 		// Unmount in reverse so that the loop devices (autoclear) detach before the
 		// thread and its namespace go away.
 		mounts := []string{l.root, l.rw, l.lower}

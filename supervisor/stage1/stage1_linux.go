@@ -73,8 +73,15 @@ func mountRoot(logger *slog.Logger, l layout, dev string) error {
 			return fmt.Errorf("mkdir %s: %w", d, err)
 		}
 	}
-	if err := unix.Mount("overlay", l.root, "overlay", 0, overlayOptions(l.lower, l.rw)); err != nil {
-		return fmt.Errorf("mount overlay on %s: %w", l.root, err)
+	// nfs_export lets the admin export folders of the root over NFS (pool 0 lives
+	// there until a data disk is attached); it needs index=on. A kernel that refuses
+	// them still gets a root.
+	opts := overlayOptions(l.lower, l.rw)
+	if err := unix.Mount("overlay", l.root, "overlay", 0, opts+",index=on,nfs_export=on"); err != nil {
+		logger.Warn("overlay without NFS export", "err", err)
+		if err := unix.Mount("overlay", l.root, "overlay", 0, opts); err != nil {
+			return fmt.Errorf("mount overlay on %s: %w", l.root, err)
+		}
 	}
 	return nil
 }
