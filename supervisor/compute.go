@@ -41,7 +41,7 @@ func runCompute(ctx context.Context, cfg Config, logger *slog.Logger, mgr *servi
 	a := agent.New(agent.Config{
 		Args:     args,
 		Interval: cfg.Heartbeat,
-		Logger:   logger.With("component", "agent"),
+		Logger:   logger,
 		Version:  Version,
 	})
 	return a.Run(ctx)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -36,6 +37,7 @@ func runPID1(ctx context.Context, cfg Config) error {
 		logger.Debug("module not loaded", "err", err)
 	}
 	setHostname(logger, r)
+	kvmAccess(logger)
 
 	mgr := service.NewManager(logger.With("component", "service"))
 	actions := pid1.HandleSignals(ctx)
@@ -101,4 +103,41 @@ func readList(path string) []string {
 		}
 	}
 	return out
+}
+
+// kvmAccess gives /dev/kvm to group kvm, as udev would: libvirt runs qemu as
+// libvirt-qemu (a member of kvm), and devtmpfs makes the device root-only.
+func kvmAccess(logger *slog.Logger) {
+	const dev = "/dev/kvm"
+	if _, err := os.Stat(dev); err != nil {
+		logger.Info("no /dev/kvm: servers run under software emulation (TCG)")
+		return
+	}
+	gid := groupID("kvm")
+	if gid < 0 {
+		return
+	}
+	if err := os.Chown(dev, 0, gid); err != nil {
+		logger.Warn("chown /dev/kvm", "err", err)
+	}
+	if err := os.Chmod(dev, 0o660); err != nil {
+		logger.Warn("chmod /dev/kvm", "err", err)
+	}
+}
+
+// groupID looks a group up in /etc/group; -1 when it is not there.
+func groupID(name string) int {
+	b, err := os.ReadFile("/etc/group")
+	if err != nil {
+		return -1
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Split(l, ":")
+		if len(f) >= 3 && f[0] == name {
+			if id, err := strconv.Atoi(f[2]); err == nil {
+				return id
+			}
+		}
+	}
+	return -1
 }

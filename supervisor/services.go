@@ -36,7 +36,7 @@ func libvirtServices() []service.Spec {
 	}
 }
 
-// nfsServices are the kernel NFS server's helpers, NFSv4 only so that no rpcbind is
+// nfsServices are the kernel NFS server's helpers, NFSv4 only (nfs-utils 2.6 has no v2 at all, and v3 needs rpcbind), so that no rpcbind is
 // needed. The kernel module must have registered the nfsd filesystem.
 func nfsServices(exports string) []service.Spec {
 	unsupported := ""
@@ -57,7 +57,7 @@ func nfsServices(exports string) []service.Spec {
 	return []service.Spec{
 		{Name: "exportfs", Path: "/usr/sbin/exportfs", Args: []string{"-ra"}, OneShot: true, Prepare: prepare, Unsupported: unsupported},
 		{Name: "rpc.mountd", Path: "/usr/sbin/rpc.mountd", Args: []string{"-F", "-N", "2", "-N", "3"}, After: []string{"exportfs"}, Unsupported: unsupported},
-		{Name: "rpc.nfsd", Path: "/usr/sbin/rpc.nfsd", Args: []string{"-N", "2", "-N", "3", "--no-udp", "8"}, OneShot: true, After: []string{"rpc.mountd"}, Unsupported: unsupported},
+		{Name: "rpc.nfsd", Path: "/usr/sbin/rpc.nfsd", Args: []string{"-N", "3", "--no-udp", "8"}, OneShot: true, After: []string{"rpc.mountd"}, Unsupported: unsupported},
 	}
 }
 
