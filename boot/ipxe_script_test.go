@@ -2,34 +2,12 @@ package boot
 
 import (
 	"errors"
-	"flag"
 	"net"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/cairn-os/cairn/internal/testutil"
 )
-
-var update = flag.Bool("update", false, "rewrite testdata/*.golden from the current output")
-
-// golden compares got with testdata/name.golden, or rewrites it with -update.
-func golden(t *testing.T, name, got string) {
-	t.Helper()
-	path := filepath.Join("testdata", name+".golden")
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test ./boot/ -run %s -update to create it)", err, t.Name())
-	}
-	if got != string(want) {
-		t.Errorf("%s differs from %s (rerun with -update if the change is intended):\n--- got\n%s--- want\n%s", name, path, got, want)
-	}
-}
 
 var testMAC = net.HardwareAddr{0x52, 0x54, 0x00, 0x12, 0x34, 0x56}
 
@@ -41,27 +19,27 @@ var computeArgs = []string{
 }
 
 func TestIPXEScriptsGolden(t *testing.T) {
-	golden(t, "chain", chainScript("http://10.0.0.1"))
-	golden(t, "chain_port", chainScript("http://10.0.0.1:8080"))
+	testutil.Golden(t, "chain", chainScript("http://10.0.0.1"))
+	testutil.Golden(t, "chain_port", chainScript("http://10.0.0.1:8080"))
 
 	s, err := nodeScript("http://10.0.0.1", testMAC, Plan{Action: ActionCompute, KernelArgs: computeArgs})
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "node_compute", s)
+	testutil.Golden(t, "node_compute", s)
 
 	s, err = nodeScript("http://10.0.0.1", testMAC, Plan{Action: ActionCompute,
 		KernelArgs: append([]string{"console=ttyS1,9600"}, computeArgs...)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "node_compute_console", s)
+	testutil.Golden(t, "node_compute_console", s)
 
 	s, err = nodeScript("http://10.0.0.1", testMAC, Plan{Action: ActionLocal, KernelArgs: []string{"ignored"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "node_local", s)
+	testutil.Golden(t, "node_local", s)
 }
 
 func TestNodeScriptRefusesBadPlans(t *testing.T) {

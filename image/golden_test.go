@@ -1,37 +1,16 @@
 package image
 
 import (
-	"flag"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cairn-os/cairn/internal/testutil"
 )
-
-var update = flag.Bool("update", false, "rewrite testdata/*.golden")
-
-func golden(t *testing.T, name, got string) {
-	t.Helper()
-	p := filepath.Join("testdata", name+".golden")
-	if *update {
-		if err := os.WriteFile(p, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatalf("%v (run go test -update)", err)
-	}
-	if got != string(want) {
-		t.Errorf("%s differs from %s (run go test -update if the change is meant):\n%s", name, p, got)
-	}
-}
 
 func TestGrubConfig(t *testing.T) {
 	got := GrubConfig("1.2.3")
-	golden(t, "grub.cfg", got)
+	testutil.Golden(t, "grub.cfg", got)
 	for _, want := range []string{"linux /boot/vmlinuz cairn.role=admin console=tty0 console=ttyS0,115200\n", "initrd /boot/initrd.img", "set timeout=1", "cairn.debug=1", "terminal_output console serial"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("grub.cfg lacks %q", want)
@@ -47,7 +26,7 @@ func TestGrubLoadConfig(t *testing.T) {
 	if got, want := FATSerial(epoch), "6553F100"; got != want {
 		t.Errorf("FATSerial = %q, want %q", got, want)
 	}
-	golden(t, "load.cfg", GrubLoadConfig(ISOUUID(epoch)))
+	testutil.Golden(t, "load.cfg", GrubLoadConfig(ISOUUID(epoch)))
 }
 
 func TestSystemFiles(t *testing.T) {
@@ -57,7 +36,7 @@ func TestSystemFiles(t *testing.T) {
 		b.WriteString("==> " + p + " <==\n" + files[p])
 	}
 	b.WriteString("==> " + ReleasePath + " <==\n" + CairnRelease(Release{Version: "1.2.3", Role: "compute"}))
-	golden(t, "etc-compute", b.String())
+	testutil.Golden(t, "etc-compute", b.String())
 	if !strings.Contains(files["etc/passwd"], "libvirt-qemu:x:64055:64055:") {
 		t.Error("passwd lacks libvirt-qemu")
 	}

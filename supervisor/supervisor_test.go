@@ -1,38 +1,18 @@
 package supervisor
 
 import (
-	"flag"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"testing"
+
+	"github.com/cairn-os/cairn/internal/testutil"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files")
-
-func golden(t *testing.T, name, got string) {
-	t.Helper()
-	path := filepath.Join("testdata", name+".golden")
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if got != string(want) {
-		t.Errorf("%s differs from %s:\n%s", name, path, got)
-	}
-}
 
 func TestExportsFile(t *testing.T) {
 	got := exportsFile([]Export{
 		{Path: "/var/lib/cairn/pools/1", Clients: netip.MustParsePrefix("10.0.0.1/16")},
 		{Path: "/var/lib/cairn/pools/0", Clients: netip.MustParsePrefix("10.0.0.1/16")},
 	})
-	golden(t, "exports", got)
+	testutil.Golden(t, "exports", got)
 }
 
 func TestPoolInsideLAN(t *testing.T) {
