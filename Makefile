@@ -92,7 +92,7 @@ test-go:
 ## test-qemu: boot the built ISO and a PXE compute node in qemu and check them.
 test-qemu:
 	@mkdir -p $(BUILD)
-	CAIRN_ISO=$(CURDIR)/$(BUILD)/cairn.iso $(GO) test -count=1 -p 1 -timeout 40m -v ./qemu-tests/... 2>&1 | tee $(BUILD)/qemu-tests.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok |panic)|_test.go:'; exit $${PIPESTATUS[0]}
+	CAIRN_ISO=$(CURDIR)/$(BUILD)/cairn.iso $(GO) test -count=1 -p 1 -timeout 40m -v ./qemu-tests/... 2>&1 | tee $(BUILD)/qemu-tests.log | grep --line-buffered -E '^(=== RUN|--- |PASS|FAIL|ok |panic)|_test.go:'; exit $${PIPESTATUS[0]}
 
 ## bench: the side-by-side figures in docs/benchmarks.md.
 bench: iso
