@@ -22,7 +22,13 @@ func browser(t *testing.T, ctx context.Context) context.Context {
 	if _, err := exec.LookPath(chromiumPath); err != nil {
 		t.Skipf("needs %s (`make deps` installs chromium)", chromiumPath)
 	}
-	profile := t.TempDir()
+	// Not t.TempDir: Chromium's helper processes may still write to the profile for a
+	// moment after the browser is gone, and t.TempDir fails the test when it cannot
+	// remove it at once.
+	profile, err := os.MkdirTemp("", "cairn-chromium-")
+	if err != nil {
+		t.Fatal(err)
+	}
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(chromiumPath),
 		chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
@@ -37,7 +43,17 @@ func browser(t *testing.T, ctx context.Context) context.Context {
 	}
 	actx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
 	bctx, cancelBrowser := chromedp.NewContext(actx, chromedp.WithLogf(t.Logf))
-	t.Cleanup(func() { cancelBrowser(); cancelAlloc() })
+	t.Cleanup(func() {
+		cancelBrowser()
+		cancelAlloc()
+		for i := 0; i < 50; i++ {
+			if os.RemoveAll(profile) == nil {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		t.Logf("left the browser profile %s behind", profile)
+	})
 	// Start the browser now, on the test's context: chromedp ties the browser's life
 	// to the context of the first Run, and later Runs have short time-outs.
 	if err := chromedp.Run(bctx); err != nil {
