@@ -143,3 +143,14 @@ const (
 	adminBootTimeout = 10 * time.Minute
 	nodeReadyTimeout = 10 * time.Minute
 )
+
+// newHub starts an L2 hub for the test's guests and closes it when the test ends.
+func newHub(t *testing.T) *vm.Hub {
+	t.Helper()
+	hub, err := vm.NewHub(filepath.Join(t.TempDir(), "lan.sock"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { hub.Close() })
+	return hub
+}

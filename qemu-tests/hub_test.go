@@ -3,7 +3,6 @@ package qemutests
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -26,11 +25,7 @@ func TestHubLinksTwoGuests(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hub, err := vm.NewHub(filepath.Join(t.TempDir(), "lan.sock"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { hub.Close() })
+	hub := newHub(t)
 
 	type guest struct {
 		*vm.VM

@@ -3,7 +3,6 @@ package qemutests
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -28,11 +27,7 @@ func TestHubPXEBoot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hub, err := vm.NewHub(filepath.Join(t.TempDir(), "lan.sock"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { hub.Close() })
+	hub := newHub(t)
 	server := &vm.VM{
 		Name: "pxeserver", Memory: 512, CPUs: 1,
 		Kernel: kernel, Initrd: initrd, Append: vm.BaselineAppend + " cairn.ip=10.0.0.1/16 cairn.pxe=1",
