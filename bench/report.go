@@ -267,7 +267,7 @@ func (r Report) Markdown() string {
 		var notRunning []string
 		for _, s := range r.Services {
 			w("| %s | %s | %d |\n", escape(s.Name), escape(s.State), s.Restarts)
-			if s.State != "running" {
+			if s.State != "running" && s.State != "done" {
 				notRunning = append(notRunning, fmt.Sprintf("%s is %s after %d restarts", s.Name, s.State, s.Restarts))
 			}
 		}

@@ -44,7 +44,7 @@ type Spec struct {
 	// shutdown waits for it.
 	Prepare func(ctx context.Context) error
 	// OneShot programs run to completion once (`rpc.nfsd 8`, `exportfs -ra`). Success
-	// leaves the service "stopped" with LastExit "exit 0"; a failure is retried with
+	// leaves the service "done" with LastExit "exit 0"; a failure is retried with
 	// backoff. Restart runs it again.
 	OneShot bool
 	// Unsupported, when not empty, says why the program cannot run on this machine

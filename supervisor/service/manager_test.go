@@ -199,7 +199,7 @@ func TestOneShot(t *testing.T) {
 		Spec{Name: "broken", Path: sh, Args: []string{"-c", "exit 3"}, OneShot: true},
 	)
 	s := waitStatus(t, m, "exportfs", "done", func(s Status) bool { return s.LastExit != "" })
-	if s.State != StateStopped || s.LastExit != "exit 0" || s.Restarts != 0 || s.PID != 0 {
+	if s.State != StateDone || s.LastExit != "exit 0" || s.Restarts != 0 || s.PID != 0 {
 		t.Errorf("one-shot after success: %+v", s)
 	}
 	waitStatus(t, m, "mountd", "running after the one-shot", isRunning)
@@ -214,7 +214,7 @@ func TestOneShot(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitStatus(t, m, "exportfs", "second run done", func(s Status) bool {
-		return s.Restarts == 1 && s.State == StateStopped && s.LastExit == "exit 0"
+		return s.Restarts == 1 && s.State == StateDone && s.LastExit == "exit 0"
 	})
 	logs, _ := m.Logs("exportfs", 0)
 	if n := bytes.Count(logs, []byte("exported\n")); n != 2 {
@@ -461,7 +461,7 @@ func TestUnderReaper(t *testing.T) {
 	if s.LastExit != "signal: killed" {
 		t.Errorf("last exit under the reaper = %q", s.LastExit)
 	}
-	waitStatus(t, m, "oneshot", "done", func(s Status) bool { return s.LastExit == "exit 0" && s.State == StateStopped })
+	waitStatus(t, m, "oneshot", "done", func(s Status) bool { return s.LastExit == "exit 0" && s.State == StateDone })
 	waitStatus(t, m, "orphaner", "exit 4", func(s Status) bool { return s.LastExit == "exit 4" })
 
 	// The reaper stops before the services (a shutdown in the wrong order): waiting

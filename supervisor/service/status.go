@@ -10,10 +10,12 @@ type State string
 
 // The states of a supervised program.
 const (
-	StateStarting    State = "starting"
-	StateRunning     State = "running"
-	StateBackoff     State = "backoff"
-	StateStopped     State = "stopped"
+	StateStarting State = "starting"
+	StateRunning  State = "running"
+	StateBackoff  State = "backoff"
+	StateStopped  State = "stopped"
+	// StateDone is a one-shot program (exportfs -ra, rpc.nfsd) that ran and succeeded.
+	StateDone        State = "done"
 	StateFailed      State = "failed"
 	StateUnsupported State = "unsupported"
 )

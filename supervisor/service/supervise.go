@@ -60,7 +60,7 @@ func (m *Manager) supervise(ctx context.Context, v *svc) {
 		}
 		if v.spec.OneShot && o.exit == "exit 0" {
 			m.update(v, func(st *Status) {
-				st.State, st.PID, st.Message = StateStopped, 0, ""
+				st.State, st.PID, st.Message = StateDone, 0, ""
 			})
 			log.Info("one-shot service done")
 			select {
@@ -155,7 +155,7 @@ func (m *Manager) waitDeps(ctx context.Context, v *svc) bool {
 // ready reports whether services after d may start. m.mu must be held.
 func ready(d *svc) bool {
 	if d.spec.OneShot {
-		return d.status.State == StateStopped && d.status.LastExit == "exit 0" && d.attempts > 0
+		return d.status.State == StateDone
 	}
 	return d.status.State == StateRunning
 }

@@ -52,10 +52,11 @@ func cpusNote(d view) string {
 	return fmt.Sprintf("On %d nodes", d.info.NodesTotal)
 }
 
-func running(d view) int {
+// healthy counts the services that run, or that ran once and succeeded (one-shots).
+func healthy(d view) int {
 	n := 0
 	for _, s := range d.services {
-		if s.State == service.StateRunning {
+		if s.State == service.StateRunning || s.State == service.StateDone {
 			n++
 		}
 	}

@@ -95,7 +95,7 @@ func (h *Handlers) fail(w http.ResponseWriter, r *http.Request, op string, err e
 // serviceTone is the badge colour of a service state.
 func serviceTone(s service.State) string {
 	switch s {
-	case service.StateRunning:
+	case service.StateRunning, service.StateDone:
 		return layout.ToneGreen
 	case service.StateStarting:
 		return layout.ToneBlue

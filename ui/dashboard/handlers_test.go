@@ -57,6 +57,7 @@ func TestDashboard(t *testing.T) {
 		services: []engine.ServiceStatus{
 			{Name: "virtlogd", State: service.StateRunning, PID: 40},
 			{Name: "libvirtd", State: service.StateFailed, Restarts: 7, Message: "libvirtd: no KVM"},
+			{Name: "exportfs", State: service.StateDone, LastExit: "exit 0"},
 		},
 	}
 	h := New(svc, slog.New(slog.NewTextHandler(io.Discard, nil)))
@@ -64,7 +65,7 @@ func TestDashboard(t *testing.T) {
 	page := get(h).Body.String()
 	for _, want := range []string{
 		"Engine lab · Cairn 0.1.0 · up 1 h 30 min", "No data disk found", "1 down", "36 GiB used of 48 GiB",
-		`value="75"`, "1<span class=\"unit\">/ 2 running", "1 needs attention", "libvirtd: no KVM", "badge-red", `<table id="nodes"`,
+		`value="75"`, "2<span class=\"unit\">/ 3 healthy", "1 needs attention", "libvirtd: no KVM", "badge-red", `<table id="nodes"`,
 	} {
 		if !strings.Contains(page, want) {
 			t.Errorf("dashboard lacks %q", want)
