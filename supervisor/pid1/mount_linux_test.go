@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"syscall"
@@ -17,33 +16,6 @@ import (
 	"github.com/cairn-os/cairn/supervisor/hostcmd"
 	"golang.org/x/sys/unix"
 )
-
-// inMountNamespace runs f on a thread of its own in a new, private mount namespace.
-// The thread is never unlocked, so it ends with f and takes the namespace and every
-// mount in it along: nothing leaks to the host, and t.TempDir's clean-up (in the
-// host's namespace) never walks into a mounted /dev. f reports with t.Error, not
-// t.Fatal (it is not the test's goroutine).
-func inMountNamespace(t *testing.T, f func()) {
-	t.Helper()
-	testutil.RequireRoot(t)
-	done := make(chan string)
-	go func() {
-		runtime.LockOSThread()
-		if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
-			done <- "unshare mount namespace: " + err.Error()
-			return
-		}
-		if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
-			done <- "make mounts private: " + err.Error()
-			return
-		}
-		f()
-		done <- ""
-	}()
-	if skip := <-done; skip != "" {
-		t.Skip(skip)
-	}
-}
 
 // mountsUnder returns the mount points at or below dir in the calling thread's
 // namespace.
@@ -64,7 +36,7 @@ func mountsUnder(t *testing.T, dir string) []string {
 
 func TestMountEarlyIdempotent(t *testing.T) {
 	root := t.TempDir()
-	inMountNamespace(t, func() {
+	testutil.InMountNamespace(t, func() {
 		if err := mountEarly(root); err != nil {
 			t.Errorf("first mount: %v", err)
 		}
@@ -91,7 +63,7 @@ func TestMountEarlyIdempotent(t *testing.T) {
 
 func TestUnmountAllChildrenFirst(t *testing.T) {
 	root := t.TempDir()
-	inMountNamespace(t, func() {
+	testutil.InMountNamespace(t, func() {
 		for _, d := range []string{"a", "a/b", "a/b/c", "d"} {
 			p := filepath.Join(root, d)
 			if err := os.MkdirAll(p, 0o755); err != nil {
@@ -125,7 +97,7 @@ func TestRemoveContentsStaysOnItsFilesystem(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(outside, "keep"), []byte("x"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	inMountNamespace(t, func() {
+	testutil.InMountNamespace(t, func() {
 		for _, d := range []string{"etc/cairn", "lib/modules/6.1/kernel", "mnt"} {
 			if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
 				t.Error(err)

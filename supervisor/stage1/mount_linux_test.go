@@ -5,37 +5,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 
 	"github.com/cairn-os/cairn/internal/testutil"
 	"golang.org/x/sys/unix"
 )
-
-// inMountNamespace runs f on a thread of its own in a new, private mount namespace;
-// the thread is never unlocked, so it ends with f and takes every mount along.
-func inMountNamespace(t *testing.T, f func()) {
-	t.Helper()
-	testutil.RequireRoot(t)
-	done := make(chan string)
-	go func() {
-		runtime.LockOSThread()
-		if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
-			done <- "unshare mount namespace: " + err.Error()
-			return
-		}
-		if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
-			done <- "make mounts private: " + err.Error()
-			return
-		}
-		f()
-		done <- ""
-	}()
-	if skip := <-done; skip != "" {
-		t.Skip(skip)
-	}
-}
 
 // TestMountRoot builds a small CAIRN ISO holding cairn/root.squashfs, attaches it to
 // a loop device as the "CD", and checks that stage 1 recognises it, mounts it, the
@@ -75,7 +50,7 @@ func TestMountRoot(t *testing.T) {
 	if !haveISO9660 {
 		t.Log("kernel lacks iso9660: testing with the medium's files in a folder")
 	}
-	inMountNamespace(t, func() {
+	testutil.InMountNamespace(t, func() {
 		cd, err := attachLoop(iso)
 		if err != nil {
 			t.Error(err)
