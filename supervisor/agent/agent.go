@@ -44,6 +44,9 @@ type Config struct {
 	ListenAddr string
 	// Version is the supervisor's version, reported when joining.
 	Version string
+	// Joined, when set, is called after every successful join with the admin's
+	// answer (the shared pools to mount), in its own goroutine.
+	Joined func(ctx context.Context, resp engine.JoinResponse)
 }
 
 // Agent is a compute node's link to the admin: it joins, beats, and serves the local
@@ -157,6 +160,10 @@ func (a *Agent) session(ctx context.Context, hc *http.Client, key crypto.Signer,
 		return // ctx ended
 	}
 	a.ident.Store(id)
+	if a.cfg.Joined != nil {
+		// Mounting the shared pools can take a while (NFS); the heartbeats must not wait.
+		go a.safely("joined", func() { a.cfg.Joined(ctx, resp) })
+	}
 	a.heartbeatLoop(ctx, resp, id, host)
 }
 

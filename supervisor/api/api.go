@@ -73,13 +73,15 @@ func (s *server) wrap(rt route) http.Handler {
 		h := w.Header()
 		h.Set("Cache-Control", "no-store")
 		h.Set("X-Content-Type-Options", "nosniff")
-		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
-		if err := checkContentType(r); err != nil {
-			s.writeError(w, r, rt, err)
-			return
+		if rt.body == "" {
+			r.Body = http.MaxBytesReader(w, r.Body, maxBody)
 		}
 		c, err := s.authenticate(r, rt)
 		if err != nil {
+			s.writeError(w, r, rt, err)
+			return
+		}
+		if err := checkContentType(r, rt); err != nil {
 			s.writeError(w, r, rt, err)
 			return
 		}
@@ -93,6 +95,8 @@ func (s *server) wrap(rt route) http.Handler {
 			status = http.StatusOK
 		}
 		switch v := out.(type) {
+		case streamer:
+			v(w, r)
 		case nil:
 			w.WriteHeader(http.StatusNoContent)
 		case pemFile:

@@ -15,9 +15,18 @@ var errUnsupportedMedia = errors.New("unsupported media type")
 
 // checkContentType refuses bodies that are not application/json: forms, text and
 // anything a browser sends cross-site without asking.
-func checkContentType(r *http.Request) error {
+func checkContentType(r *http.Request, rt route) error {
 	ct := r.Header.Get("Content-Type")
 	hasBody := r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody
+	if rt.body != "" {
+		if !hasBody {
+			return nil
+		}
+		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != rt.body {
+			return fmt.Errorf("%w: send the body with Content-Type: %s (got %q)", errUnsupportedMedia, rt.body, ct)
+		}
+		return nil
+	}
 	if !hasBody && (ct == "" || r.Method == http.MethodGet || r.Method == http.MethodHead || r.Method == http.MethodDelete) {
 		return nil
 	}

@@ -14,9 +14,13 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cairn-os/cairn/supervisor/console"
+	"github.com/cairn-os/cairn/supervisor/hostcmd"
 	"github.com/cairn-os/cairn/supervisor/pki"
+	"github.com/cairn-os/cairn/supervisor/pool"
 	"github.com/cairn-os/cairn/supervisor/service"
 	"github.com/cairn-os/cairn/supervisor/store"
+	"github.com/cairn-os/cairn/supervisor/virt"
 	"golang.org/x/crypto/bcrypt"
 )
 
@@ -30,6 +34,13 @@ const (
 
 	metaJoinToken   = "join_token"
 	metaAdminLoaded = "admin_bootstrapped"
+)
+
+// Where nodes keep local child images, console sockets and serial logs.
+const (
+	DefaultLocalDir      = "/var/lib/cairn/local"
+	DefaultConsoleDir    = "/run/cairn/consoles"
+	DefaultConsoleLogDir = "/var/log/cairn/consoles"
 )
 
 // DefaultHeartbeatInterval is how often nodes beat unless Config says otherwise.
@@ -65,6 +76,29 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock (time.Now when nil); tests set it.
 	Now func() time.Time
+	// PoolsDir is where pools are on every node (<StateDir>/pools when empty); pool
+	// 0 is <PoolsDir>/0.
+	PoolsDir string
+	// Pool0Driver is the driver of pool 0: "btrfs" on the appliance's data disk,
+	// "dir" when empty.
+	Pool0Driver string
+	// LocalDir is every node's local storage for child images (<StateDir>/local
+	// when empty).
+	LocalDir string
+	// ConsoleDir and ConsoleLogDir are where each node keeps its servers' console
+	// sockets and serial logs.
+	ConsoleDir, ConsoleLogDir string
+	// DomainType forces the libvirt domain type ("qemu" for TCG); empty chooses
+	// "kvm" on nodes that have KVM.
+	DomainType string
+	// Runner runs host programs (qemu-img, btrfs, mkfs); hostcmd.Exec when nil.
+	Runner hostcmd.Runner
+	// Hypervisor connects to a node's libvirtd; the caller closes the connection.
+	Hypervisor func(ctx context.Context, n Node) (*virt.Conn, error)
+	// Console says how to reach a server's console on node n.
+	Console func(n Node, uuid string, kind console.Kind) console.Target
+	// PoolsChanged is told the shared pools whenever they change (NFS exports).
+	PoolsChanged func(shared []Pool)
 	// BcryptCost is the cost of password hashes (bcrypt.DefaultCost when 0); tests
 	// lower it.
 	BcryptCost int
@@ -86,6 +120,27 @@ type Engine struct {
 
 	beatsMu sync.Mutex
 	beats   map[string]int
+
+	pools       map[int]pool.Pool
+	poolsMu     sync.Mutex
+	poolsCreate sync.Mutex
+	rollbackMu  sync.Mutex
+
+	opsMu sync.Mutex
+	ops   map[string]*opRun
+
+	uploadsMu sync.Mutex
+	uploading map[string]bool
+
+	// placeMu makes placement and start one at a time, so two starts do not both
+	// take the last free memory of a node.
+	placeMu sync.Mutex
+
+	watchMu  sync.Mutex
+	watching map[string]bool
+
+	stateMu sync.Mutex
+	stateCh chan struct{}
 
 	bg     context.Context
 	cancel context.CancelFunc
@@ -109,6 +164,26 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	// Without explicit folders (tests, --dev) pools and local storage live beside
+	// the state; the appliance gives DefaultPoolsDir and DefaultLocalDir.
+	if cfg.PoolsDir == "" {
+		cfg.PoolsDir = filepath.Join(cfg.StateDir, "pools")
+	}
+	if cfg.Pool0Driver == "" {
+		cfg.Pool0Driver = "dir"
+	}
+	if cfg.LocalDir == "" {
+		cfg.LocalDir = filepath.Join(cfg.StateDir, "local")
+	}
+	if cfg.ConsoleDir == "" {
+		cfg.ConsoleDir = DefaultConsoleDir
+	}
+	if cfg.ConsoleLogDir == "" {
+		cfg.ConsoleLogDir = DefaultConsoleLogDir
+	}
+	if cfg.Runner == nil {
+		cfg.Runner = hostcmd.Exec{}
 	}
 	if cfg.BcryptCost == 0 {
 		cfg.BcryptCost = bcrypt.DefaultCost
@@ -156,6 +231,29 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 		beats:     map[string]int{},
 		bg:        bg,
 		cancel:    cancel,
+		pools:     map[int]pool.Pool{},
+		ops:       map[string]*opRun{},
+		uploading: map[string]bool{},
+		watching:  map[string]bool{},
+		stateCh:   make(chan struct{}),
+	}
+	if err := e.failInterrupted(); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("open engine: operations: %w", err)
+	}
+	if err := e.openPools(ctx); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("open engine: %w", err)
+	}
+	nodes, err := store.List[Node](st, bucketNodes)
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("open engine: %w", err)
+	}
+	for _, n := range nodes {
+		if n.State != NodeDown {
+			e.ensureWatcher(n.ID)
+		}
 	}
 	e.log.Info("engine opened", "state", cfg.StateDir, "ca", ca.Fingerprint())
 	return e, nil

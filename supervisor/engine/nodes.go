@@ -119,6 +119,7 @@ func (e *Engine) Join(ctx context.Context, token string, req JoinRequest) (JoinR
 	}
 	e.log.Info("node joined", "node", id, "address", n.Address, "rejoin", rejoin)
 	e.probe(n)
+	e.ensureWatcher(id)
 	return JoinResponse{
 		Node:             n,
 		Certificate:      cert,
@@ -214,6 +215,7 @@ func (e *Engine) Heartbeat(ctx context.Context, nodeID string, hb Heartbeat) (in
 	if was == NodeDown && n.State == NodeReady {
 		e.log.Info("node back", "node", nodeID, "address", n.Address)
 	}
+	e.ensureWatcher(nodeID)
 	e.beatsMu.Lock()
 	e.beats[nodeID]++
 	// Until the node's libvirtd has answered once (it starts alongside the agent),

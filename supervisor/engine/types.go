@@ -160,6 +160,17 @@ type JoinResponse struct {
 	Certificate      string `json:"certificate"`
 	CA               string `json:"ca"`
 	HeartbeatSeconds int    `json:"heartbeat_seconds"`
+	// Pools are the shared pools the node mounts over NFS from the admin, each at
+	// the same path as on the admin.
+	Pools []PoolExport `json:"pools,omitempty"`
+	// LocalDir is where the node keeps child images on its local storage.
+	LocalDir string `json:"local_dir,omitempty"`
+}
+
+// PoolExport is a shared pool as a node mounts it.
+type PoolExport struct {
+	ID   int    `json:"id"`
+	Path string `json:"path"`
 }
 
 // Heartbeat is what a node sends every HeartbeatSeconds over mutual TLS.
