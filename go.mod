@@ -45,6 +45,7 @@ require (
 	golang.org/x/exp v0.0.0-20260312153236-7ab1446f8b90 // indirect
 	golang.org/x/mod v0.34.0 // indirect
 	golang.org/x/sync v0.20.0 // indirect
+	golang.org/x/term v0.47.0 // indirect
 	golang.org/x/tools v0.43.0 // indirect
 	libvirt.org/go/libvirtxml v1.11010.0 // indirect
 	mvdan.cc/sh/v3 v3.11.0 // indirect
