@@ -18,6 +18,7 @@ import (
 	"github.com/cairn-os/cairn/supervisor/engine"
 	"github.com/cairn-os/cairn/supervisor/service"
 	"github.com/cairn-os/cairn/supervisor/settings"
+	"github.com/cairn-os/cairn/supervisor/virt"
 )
 
 // Paths on the admin's root.
@@ -45,7 +46,8 @@ func runAdmin(ctx context.Context, cfg Config, logger *slog.Logger, mgr *service
 	for _, spec := range libvirtServices() {
 		mustAdd(logger, mgr, spec)
 	}
-	exports := []Export{{Path: filepath.Join(dataMount, "pools", "0"), Clients: nw.lan.Masked()}}
+	// The exports start with pool 0; the engine rewrites them when pools change.
+	exports := []Export{{Path: filepath.Join(dataMount, "pools", "0"), Clients: nw.lan.Masked(), FSID: 1}}
 	for _, spec := range nfsServices(exportsFile(exports)) {
 		mustAdd(logger, mgr, spec)
 	}
@@ -53,22 +55,40 @@ func runAdmin(ctx context.Context, cfg Config, logger *slog.Logger, mgr *service
 		mustAdd(logger, mgr, debugShellService("/dev/ttyS1"))
 	}
 
-	prober := &nodeProber{}
-	e, err := engine.Open(ctx, engine.Config{
+	link := &nodeLink{consoleDir: engine.DefaultConsoleDir, logDir: engine.DefaultConsoleLogDir}
+	if err := virt.PrepareDirs(link.consoleDir, link.logDir); err != nil {
+		logger.Error("console folders", "err", err)
+	}
+	// Pool 0 is the data disk's pools/0 subvolume; without a data disk it is a
+	// folder in RAM.
+	pool0 := "dir"
+	if persistent {
+		pool0 = "btrfs"
+	}
+	ecfg := engine.Config{
 		StateDir:          stateDir,
 		URL:               nw.consoleURL(443),
 		LANURL:            "https://" + nw.lan.Addr().String(),
 		HeartbeatInterval: cfg.Heartbeat,
 		Services:          mgr.Status,
-		ProbeNode:         prober.probe,
 		Logger:            logger,
 		Version:           Version,
-	})
+		PoolsDir:          filepath.Join(dataMount, "pools"),
+		Pool0Driver:       pool0,
+		LocalDir:          engine.DefaultLocalDir,
+		PoolsChanged: func(shared []engine.Pool) {
+			if err := writeExports(ctx, poolExports(shared, nw.lan.Masked())); err != nil {
+				logger.Error("nfs exports", "err", err)
+			}
+		},
+	}
+	link.configure(&ecfg)
+	e, err := engine.Open(ctx, ecfg)
 	if err != nil {
 		return fmt.Errorf("open engine state in %s: %w", stateDir, err)
 	}
 	defer e.Close()
-	prober.e = e
+	link.e = e
 
 	password, generated := s.AdminPassword, false
 	if password == "" {
@@ -81,6 +101,12 @@ func runAdmin(ctx context.Context, cfg Config, logger *slog.Logger, mgr *service
 
 	go runLocalNode(ctx, logger, e)
 	go e.RunHealth(ctx)
+	go e.RunSchedules(ctx)
+	if shared := e.SharedPools(); len(shared) > 1 {
+		if err := writeExports(ctx, poolExports(shared, nw.lan.Masked())); err != nil {
+			logger.Error("nfs exports", "err", err)
+		}
+	}
 
 	listen := cfg.Listen
 	if listen == "" {

@@ -8,9 +8,11 @@ import (
 	"time"
 
 	"github.com/cairn-os/cairn/supervisor/agent"
+	"github.com/cairn-os/cairn/supervisor/engine"
 	"github.com/cairn-os/cairn/supervisor/netcfg"
 	"github.com/cairn-os/cairn/supervisor/pid1"
 	"github.com/cairn-os/cairn/supervisor/service"
+	"github.com/cairn-os/cairn/supervisor/virt"
 	"github.com/vishvananda/netlink"
 )
 
@@ -38,11 +40,17 @@ func runCompute(ctx context.Context, cfg Config, logger *slog.Logger, mgr *servi
 		"Cairn "+Version+" — compute node",
 		"Admin:  "+args.AdminURL,
 		"This node runs from RAM; it joins the admin and appears on its nodes page.")
+	if err := virt.PrepareDirs(engine.DefaultConsoleDir, engine.DefaultConsoleLogDir); err != nil {
+		logger.Error("console folders", "err", err)
+	}
 	a := agent.New(agent.Config{
 		Args:     args,
 		Interval: cfg.Heartbeat,
 		Logger:   logger,
 		Version:  Version,
+		Joined: func(ctx context.Context, resp engine.JoinResponse) {
+			mountPools(ctx, logger, args.AdminURL, resp)
+		},
 	})
 	return a.Run(ctx)
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/cairn-os/cairn/supervisor/engine"
 	"github.com/cairn-os/cairn/supervisor/service"
 	"github.com/cairn-os/cairn/supervisor/settings"
+	"github.com/cairn-os/cairn/supervisor/virt"
 )
 
 // runDev runs the engine on an ordinary Linux host: state in a folder, the host's own
@@ -36,22 +37,29 @@ func runDev(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		listen = "127.0.0.1:8443"
 	}
 	mgr := service.NewManager(logger.With("component", "service"))
-	prober := &nodeProber{}
-	e, err := engine.Open(ctx, engine.Config{
+	link := &nodeLink{consoleDir: filepath.Join(stateDir, "consoles"), logDir: filepath.Join(stateDir, "console-logs")}
+	if err := virt.PrepareDirs(link.consoleDir, link.logDir); err != nil {
+		logger.Warn("console folders", "err", err)
+	}
+	ecfg := engine.Config{
 		StateDir:          stateDir,
 		URL:               "https://" + listen + "/",
 		LANURL:            "https://" + listen,
 		HeartbeatInterval: cfg.Heartbeat,
 		Services:          mgr.Status,
-		ProbeNode:         prober.probe,
 		Logger:            logger,
 		Version:           Version,
-	})
+		// A host whose /dev/kvm does not work (nested virtualisation) sets
+		// CAIRN_DOMAIN_TYPE=qemu to run servers under TCG.
+		DomainType: os.Getenv("CAIRN_DOMAIN_TYPE"),
+	}
+	link.configure(&ecfg)
+	e, err := engine.Open(ctx, ecfg)
 	if err != nil {
 		return err
 	}
 	defer e.Close()
-	prober.e = e
+	link.e = e
 	password := s.AdminPassword
 	if password == "" {
 		password = settings.GeneratePassword()
@@ -66,6 +74,7 @@ func runDev(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	}
 	go runLocalNode(ctx, logger, e)
 	go e.RunHealth(ctx)
+	go e.RunSchedules(ctx)
 	bannerTo(os.Stderr, "Cairn "+Version+" — development engine",
 		"Web console:  https://"+listen+"/",
 		"Login:        "+login,

@@ -12,13 +12,11 @@ import (
 	"os"
 	"time"
 
-	"github.com/cairn-os/cairn/supervisor/agent"
 	"github.com/cairn-os/cairn/supervisor/api"
 	"github.com/cairn-os/cairn/supervisor/engine"
 	"github.com/cairn-os/cairn/supervisor/hostcmd"
 	"github.com/cairn-os/cairn/supervisor/pid1"
 	"github.com/cairn-os/cairn/ui"
-	"github.com/digitalocean/go-libvirt"
 )
 
 var hostRunner hostcmd.Runner = hostcmd.Exec{}
@@ -62,37 +60,6 @@ func serveHTTPS(ctx context.Context, logger *slog.Logger, e *engine.Engine, list
 		return err
 	}
 	return nil
-}
-
-// nodeProber reaches a node's libvirtd: the admin's own over the unix socket, a
-// compute node's over mutual TLS through its agent.
-type nodeProber struct{ e *engine.Engine }
-
-func (p *nodeProber) probe(ctx context.Context, n engine.Node) (string, error) {
-	var l *libvirt.Libvirt
-	if n.ID == "admin" {
-		d := &net.Dialer{Timeout: 5 * time.Second}
-		conn, err := d.DialContext(ctx, "unix", libvirtSock)
-		if err != nil {
-			return "", fmt.Errorf("dial %s: %w", libvirtSock, err)
-		}
-		l = libvirt.New(conn)
-		if err := l.ConnectToURI(libvirt.QEMUSystem); err != nil {
-			conn.Close()
-			return "", fmt.Errorf("connect to local libvirtd: %w", err)
-		}
-	} else {
-		cert, err := p.e.CA().ClientCertificate("cairn-admin")
-		if err != nil {
-			return "", err
-		}
-		l, err = agent.DialLibvirt(ctx, net.JoinHostPort(n.Address, "16514"), agent.ClientTLS(cert, p.e.CA().Pool(), n.ID))
-		if err != nil {
-			return "", err
-		}
-	}
-	defer l.Disconnect()
-	return agent.Describe(ctx, l)
 }
 
 func bannerTo(w io.Writer, lines ...string) { pid1.Banner(w, lines...) }

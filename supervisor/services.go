@@ -3,6 +3,7 @@ package supervisor
 import (
 	"context"
 	"fmt"
+	"github.com/cairn-os/cairn/supervisor/engine"
 	"net/netip"
 	"os"
 	"sort"
@@ -76,6 +77,32 @@ func debugShellService(tty string) service.Spec {
 type Export struct {
 	Path    string
 	Clients netip.Prefix
+	// FSID identifies the export to NFS clients; it must not change while they have
+	// it mounted, so it is the pool's number + 1, not a position in a list.
+	FSID int
+}
+
+// poolExports are the NFS exports of the shared pools.
+func poolExports(shared []engine.Pool, lan netip.Prefix) []Export {
+	var out []Export
+	for _, p := range shared {
+		out = append(out, Export{Path: p.Path, Clients: lan, FSID: p.ID + 1})
+	}
+	return out
+}
+
+// writeExports rewrites /etc/exports and tells the NFS server (exportfs -ra).
+func writeExports(ctx context.Context, exports []Export) error {
+	if err := os.WriteFile("/etc/exports", []byte(exportsFile(exports)), 0o644); err != nil {
+		return err
+	}
+	if !kernelHasFilesystem("nfsd") {
+		return nil
+	}
+	if out, err := hostRunner.Run(ctx, "/usr/sbin/exportfs", "-ra"); err != nil {
+		return fmt.Errorf("exportfs -ra: %w (%s)", err, out)
+	}
+	return nil
 }
 
 // exportsFile renders /etc/exports. Pools are shared read-write with the LAN only;
@@ -85,8 +112,8 @@ func exportsFile(exports []Export) string {
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Path < sorted[j].Path })
 	var b strings.Builder
 	b.WriteString("# Written by the Cairn supervisor; changes are overwritten.\n")
-	for i, e := range sorted {
-		fmt.Fprintf(&b, "%s %s(rw,sync,no_subtree_check,no_root_squash,fsid=%d)\n", e.Path, e.Clients.Masked(), i+1)
+	for _, e := range sorted {
+		fmt.Fprintf(&b, "%s %s(rw,sync,no_subtree_check,no_root_squash,fsid=%d)\n", e.Path, e.Clients.Masked(), e.FSID)
 	}
 	return b.String()
 }

@@ -5,13 +5,15 @@ import (
 	"testing"
 
 	"github.com/cairn-os/cairn/internal/testutil"
+	"github.com/cairn-os/cairn/supervisor/engine"
 )
 
 func TestExportsFile(t *testing.T) {
-	got := exportsFile([]Export{
-		{Path: "/var/lib/cairn/pools/1", Clients: netip.MustParsePrefix("10.0.0.1/16")},
-		{Path: "/var/lib/cairn/pools/0", Clients: netip.MustParsePrefix("10.0.0.1/16")},
-	})
+	lan := netip.MustParsePrefix("10.0.0.1/16")
+	got := exportsFile(poolExports([]engine.Pool{
+		{ID: 3, Path: "/srv/big"},
+		{ID: 0, Path: "/var/lib/cairn/pools/0"},
+	}, lan))
 	testutil.Golden(t, "exports", got)
 }
 

@@ -125,6 +125,8 @@ func (e *Engine) Join(ctx context.Context, token string, req JoinRequest) (JoinR
 		Certificate:      cert,
 		CA:               string(e.ca.CertPEM()),
 		HeartbeatSeconds: e.heartbeatSeconds(),
+		Pools:            e.poolExports(),
+		LocalDir:         e.cfg.LocalDir,
 	}, nil
 }
 

@@ -418,3 +418,12 @@ func (e *Engine) poolsChanged() {
 		e.cfg.PoolsChanged(e.SharedPools())
 	}
 }
+
+// poolExports are the shared pools as compute nodes mount them.
+func (e *Engine) poolExports() []PoolExport {
+	var out []PoolExport
+	for _, p := range e.SharedPools() {
+		out = append(out, PoolExport{ID: p.ID, Path: p.Path})
+	}
+	return out
+}

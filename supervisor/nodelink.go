@@ -1,0 +1,77 @@
+package supervisor
+
+import (
+	"context"
+	"fmt"
+	"net"
+
+	"github.com/cairn-os/cairn/supervisor/agent"
+	"github.com/cairn-os/cairn/supervisor/console"
+	"github.com/cairn-os/cairn/supervisor/engine"
+	"github.com/cairn-os/cairn/supervisor/virt"
+	"github.com/digitalocean/go-libvirt"
+)
+
+// nodeLink is how the admin reaches nodes: its own libvirtd and consoles over unix
+// sockets, a compute node's over mutual TLS through the node's agent on :16514.
+type nodeLink struct {
+	e *engine.Engine
+	// consoleDir and logDir are where the admin node's own consoles are.
+	consoleDir, logDir string
+}
+
+// libvirt connects to node n's libvirtd.
+func (l *nodeLink) libvirt(ctx context.Context, n engine.Node) (*libvirt.Libvirt, error) {
+	if n.ID == engine.LocalNodeID {
+		c, err := virt.DialLocal(ctx, libvirtSock)
+		if err != nil {
+			return nil, err
+		}
+		return c.Libvirt(), nil
+	}
+	cert, err := l.e.CA().ClientCertificate(agent.AdminCN)
+	if err != nil {
+		return nil, err
+	}
+	return agent.DialLibvirt(ctx, net.JoinHostPort(n.Address, "16514"), agent.ClientTLS(cert, l.e.CA().Pool(), n.ID))
+}
+
+// probe reads node n's libvirt and QEMU versions.
+func (l *nodeLink) probe(ctx context.Context, n engine.Node) (string, error) {
+	lv, err := l.libvirt(ctx, n)
+	if err != nil {
+		return "", err
+	}
+	defer lv.Disconnect()
+	return agent.Describe(ctx, lv)
+}
+
+// hypervisor connects to node n's libvirtd for the engine's server work.
+func (l *nodeLink) hypervisor(ctx context.Context, n engine.Node) (*virt.Conn, error) {
+	lv, err := l.libvirt(ctx, n)
+	if err != nil {
+		return nil, err
+	}
+	return virt.New(lv), nil
+}
+
+// console says how to reach a server's console on node n.
+func (l *nodeLink) console(n engine.Node, uuid string, kind console.Kind) console.Target {
+	if n.ID == engine.LocalNodeID {
+		return console.LocalTarget(l.consoleDir, l.logDir, uuid, kind)
+	}
+	cert, err := l.e.CA().ClientCertificate(agent.AdminCN)
+	if err != nil {
+		fail := func(context.Context) (net.Conn, error) { return nil, fmt.Errorf("admin client certificate: %w", err) }
+		return console.Target{Dial: fail}
+	}
+	return agent.ConsoleTarget(net.JoinHostPort(n.Address, "16514"), agent.ClientTLS(cert, l.e.CA().Pool(), n.ID), uuid, kind)
+}
+
+// configure fills in the engine's ways to reach nodes.
+func (l *nodeLink) configure(cfg *engine.Config) {
+	cfg.ProbeNode = l.probe
+	cfg.Hypervisor = l.hypervisor
+	cfg.Console = l.console
+	cfg.ConsoleDir, cfg.ConsoleLogDir = l.consoleDir, l.logDir
+}
