@@ -3,6 +3,7 @@ package ui
 import (
 	"net/http"
 
+	"github.com/cairn-os/cairn/ui/consoles"
 	"github.com/cairn-os/cairn/ui/dashboard"
 	"github.com/cairn-os/cairn/ui/layout"
 	"github.com/cairn-os/cairn/ui/login"
@@ -34,6 +35,7 @@ func (s *server) routes() []route {
 	lh := login.New(s.svc, s.logger)
 	dh := dashboard.New(s.svc, s.logger)
 	nh := nodes.New(s.svc, s.logger)
+	ch := consoles.New(s.svc, s.logger)
 	return []route{
 		{"GET " + static.Prefix, asset, static.Handler().ServeHTTP},
 		{"GET /login", public, lh.Form},
@@ -43,6 +45,10 @@ func (s *server) routes() []route {
 		{"GET /nodes", signedIn, nh.List},
 		{"GET /nodes/table", signedIn, nh.List},
 		{"GET /nodes/{id}", signedIn, nh.Show},
+		{"GET /servers/{id}/console", signedIn, ch.Serial},
+		{"GET /servers/{id}/console/ws", signedIn, ch.SerialSocket},
+		{"GET /servers/{id}/vnc", signedIn, ch.VNC},
+		{"GET /servers/{id}/vnc/ws", signedIn, ch.VNCSocket},
 		{"/", signedIn, s.notFound},
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"net/http"
 
 	"github.com/cairn-os/cairn/supervisor/engine"
+	"github.com/cairn-os/cairn/ui/consoles"
 	"github.com/cairn-os/cairn/ui/dashboard"
 	"github.com/cairn-os/cairn/ui/layout"
 	"github.com/cairn-os/cairn/ui/login"
@@ -23,6 +24,7 @@ type Service interface {
 	login.Service
 	dashboard.Service
 	nodes.Service
+	consoles.Service
 	SessionUser(ctx context.Context, id string) (engine.User, engine.Session, error)
 }
 

@@ -36,6 +36,9 @@ func (a *Agent) proxyTLS() *tls.Config {
 				ClientAuth:       tls.RequireAndVerifyClientCert,
 				ClientCAs:        id.ca,
 				VerifyConnection: verifyAdminClient,
+				// Console connections ask for this protocol (console_proxy.go);
+				// libvirt clients ask for none and get libvirtd.
+				NextProtos: []string{ConsoleALPN},
 			}, nil
 		},
 	}
@@ -91,6 +94,11 @@ func (a *Agent) proxyConn(ctx context.Context, raw net.Conn, cfg *tls.Config) {
 	cancel()
 	if err != nil {
 		log.Warn("libvirt proxy refused a client", "err", err)
+		return
+	}
+	// Console connections go to a guest's console, not to libvirtd (console_proxy.go).
+	if tc.ConnectionState().NegotiatedProtocol == ConsoleALPN {
+		a.serveConsole(ctx, tc, log)
 		return
 	}
 	var d net.Dialer

@@ -240,9 +240,15 @@ func (e *Engine) finishImage(ctx context.Context, im Image) (Image, error) {
 	return im, err
 }
 
+// qimgErr maps the qimg and filecopy sentinels onto the engine's.
 func qimgErr(err error) error {
-	if errors.Is(err, qimg.ErrInvalid) {
+	switch {
+	case errors.Is(err, qimg.ErrInvalid), errors.Is(err, qimg.ErrCorrupt):
 		return fmt.Errorf("%w: %v", ErrInvalid, err)
+	case errors.Is(err, qimg.ErrExists):
+		return fmt.Errorf("%w: %v", ErrExists, err)
+	case errors.Is(err, qimg.ErrInUse):
+		return fmt.Errorf("%w: %v", ErrInUse, err)
 	}
 	return err
 }

@@ -290,6 +290,10 @@ func poolErr(err error) error {
 		return fmt.Errorf("%w: %v", ErrInUse, err)
 	case errors.Is(err, pool.ErrInvalid), errors.Is(err, pool.ErrNotSupported):
 		return fmt.Errorf("%w: %v", ErrInvalid, err)
+	case errors.Is(err, pool.ErrNotFound):
+		return fmt.Errorf("%w: %v", ErrNotFound, err)
+	case errors.Is(err, pool.ErrExists):
+		return fmt.Errorf("%w: %v", ErrExists, err)
 	}
 	return err
 }

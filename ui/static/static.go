@@ -1,5 +1,6 @@
 // Package static holds the web console's assets, embedded at build time: our own
-// stylesheet and logo, and the third-party files `make assets` vendors into vendor/.
+// stylesheet, logo and console scripts (console/), and the third-party files `make
+// assets` vendors into vendor/ (single files, and noVNC's tree of ES modules).
 // Every file is served under /static/ with an ETag, and URLs made by Path carry the
 // file's content hash so that browsers may cache them for a year.
 package static
@@ -21,7 +22,7 @@ import (
 // git-ignored vendor/ directory too once `make assets` has filled it: a plain "vendor"
 // pattern would not compile before then.
 //
-//go:embed app.css cairn.svg vendor*
+//go:embed app.css cairn.svg console vendor*
 var embedded embed.FS
 
 // Prefix is where the assets are served.

@@ -1,0 +1,123 @@
+// Package filecopy copies big files — VM disk images — for backups, restores and full
+// copies. Where source and destination share a filesystem that can share extents
+// (btrfs, XFS with reflink) the copy is a clone made with the FICLONE ioctl: instant,
+// and it takes no space until one side changes. Elsewhere rsync copies the data, with
+// progress, turning runs of zeros into holes so that a sparse image stays sparse.
+//
+// Either way the file is written in a hidden folder beside the destination (see
+// TempPrefix), flushed to disk, given the source's mode and owner, and only then
+// renamed into place: a reader never sees half a file, an existing file is never
+// overwritten, and a failed or cancelled copy leaves nothing behind.
+package filecopy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"syscall"
+)
+
+// Method is how a file was copied.
+type Method string
+
+const (
+	// Reflink is a clone that shares the source's extents (FICLONE): no data moved.
+	Reflink Method = "reflink"
+	// Rsync is a copy of the data by rsync.
+	Rsync Method = "rsync"
+)
+
+// ErrExists means the destination already exists. Copy never overwrites a file.
+var ErrExists = errors.New("already exists")
+
+// Copy copies the regular file src to dst, which must not exist, and returns how. It
+// clones when the filesystem allows and copies with rsync otherwise. progress, when
+// not nil, is called with the bytes copied so far and the source's size, from another
+// goroutine but one call at a time; it ends with done == total on success. Cancelling
+// ctx stops the copy and removes what was written.
+func Copy(ctx context.Context, src, dst string, progress func(done, total int64)) (Method, error) {
+	report := progress
+	var last int64 = -1
+	progress = func(done, total int64) {
+		// Never backwards and never twice the same: rsync's last line and our own
+		// final call may both say done == total.
+		if report != nil && done > last {
+			last = done
+			report(done, total)
+		}
+	}
+	op := fmt.Sprintf("copy %s to %s", src, dst)
+	fail := func(err error) (Method, error) { return "", fmt.Errorf("%s: %w", op, err) }
+
+	src, err := filepath.Abs(src)
+	if err != nil {
+		return fail(err)
+	}
+	// rsync would refuse a symlink without -L, and a clone needs the real file anyway.
+	if src, err = filepath.EvalSymlinks(src); err != nil {
+		return fail(err)
+	}
+	dst, err = filepath.Abs(dst)
+	if err != nil {
+		return fail(err)
+	}
+	si, err := os.Stat(src)
+	if err != nil {
+		return fail(err)
+	}
+	if !si.Mode().IsRegular() {
+		return fail(fmt.Errorf("%s is not a regular file (%s); only image files can be copied", src, si.Mode().Type()))
+	}
+	if _, err := os.Lstat(dst); err == nil {
+		return fail(existsError(dst))
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return fail(err)
+	}
+	if err := ctx.Err(); err != nil {
+		return fail(err)
+	}
+
+	tmp, err := NewTemp(dst)
+	if err != nil {
+		return fail(err)
+	}
+	defer tmp.Remove()
+
+	method := Reflink
+	if err := clone(src, tmp.Path); err != nil {
+		// Not the same filesystem, or one without shared extents: copy the data.
+		os.Remove(tmp.Path)
+		method = Rsync
+		if err := rsync(ctx, src, tmp.Path, si.Size(), progress); err != nil {
+			return fail(err)
+		}
+	}
+	if err := keepMode(tmp.Path, si); err != nil {
+		return fail(err)
+	}
+	if err := ctx.Err(); err != nil {
+		return fail(err)
+	}
+	if err := tmp.Commit(); err != nil {
+		return fail(err)
+	}
+	progress(si.Size(), si.Size())
+	return method, nil
+}
+
+// keepMode gives path the mode of the source, and its owner when we may (as root).
+func keepMode(path string, si fs.FileInfo) error {
+	if err := os.Chmod(path, si.Mode().Perm()); err != nil {
+		return err
+	}
+	if st, ok := si.Sys().(*syscall.Stat_t); ok {
+		err := os.Lchown(path, int(st.Uid), int(st.Gid))
+		if err != nil && !errors.Is(err, fs.ErrPermission) {
+			return err
+		}
+	}
+	return nil
+}
