@@ -130,7 +130,8 @@ type Engine struct {
 	ops   map[string]*opRun
 
 	uploadsMu sync.Mutex
-	uploading map[string]bool
+	// uploading holds a channel per upload receiving a chunk, closed when it ends.
+	uploading map[string]chan struct{}
 
 	// placeMu makes placement and start one at a time, so two starts do not both
 	// take the last free memory of a node.
@@ -233,7 +234,7 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 		cancel:    cancel,
 		pools:     map[int]pool.Pool{},
 		ops:       map[string]*opRun{},
-		uploading: map[string]bool{},
+		uploading: map[string]chan struct{}{},
 		watching:  map[string]bool{},
 		stateCh:   make(chan struct{}),
 	}

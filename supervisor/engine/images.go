@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"time"
 
 	"github.com/cairn-os/cairn/supervisor/filecopy"
 	"github.com/cairn-os/cairn/supervisor/qimg"
@@ -257,14 +258,33 @@ func uploadPath(im Image) string {
 	return filepath.Join(filepath.Dir(im.Path), "."+im.ID+".upload")
 }
 
-// UploadStatus says how far an upload is, so a client can resume from there.
+// UploadStatus says how far an upload is, so a client can resume from there. A chunk
+// still being received (the client may have given up on it already) is waited for,
+// so the offset is where the next chunk must start.
 func (e *Engine) UploadStatus(ctx context.Context, u User, id string) (Image, error) {
 	im, err := e.Image(ctx, u, id)
 	if err != nil {
 		return Image{}, err
 	}
+	e.uploadsMu.Lock()
+	busy := e.uploading[im.ID]
+	e.uploadsMu.Unlock()
+	if busy != nil {
+		select {
+		case <-busy:
+		case <-ctx.Done():
+			return Image{}, ctx.Err()
+		case <-time.After(30 * time.Second):
+		}
+		if im, err = e.Image(ctx, u, id); err != nil {
+			return Image{}, err
+		}
+	}
 	if im.State != ImageUploading {
 		return Image{}, fmt.Errorf("%s: %w: the image is %s, not being uploaded", imageOp("upload to", id), ErrInvalid, im.State)
+	}
+	if fi, err := os.Stat(uploadPath(im)); err == nil {
+		im.Upload.Offset = fi.Size()
 	}
 	return im, nil
 }
@@ -278,22 +298,29 @@ func (e *Engine) UploadChunk(ctx context.Context, u User, id string, offset int6
 	if err := requireWriter(u, op); err != nil {
 		return Image{}, err
 	}
+	cur, err := e.Image(ctx, u, id)
+	if err != nil {
+		return Image{}, err
+	}
+	id = cur.ID
 	// One writer per upload at a time: two clients appending at once would interleave.
 	e.uploadsMu.Lock()
-	if e.uploading[id] {
+	if e.uploading[id] != nil {
 		e.uploadsMu.Unlock()
-		return Image{}, fmt.Errorf("%s: %w: another upload to it is under way; wait or resume later", op, ErrInUse)
+		return Image{}, fmt.Errorf("%s: %w: another upload to it is under way; ask where it stands (GET) and resume from there", op, ErrInUse)
 	}
-	e.uploading[id] = true
+	done := make(chan struct{})
+	e.uploading[id] = done
 	e.uploadsMu.Unlock()
 	defer func() {
 		e.uploadsMu.Lock()
 		delete(e.uploading, id)
 		e.uploadsMu.Unlock()
+		close(done)
 	}()
-	im, err := e.UploadStatus(ctx, u, id)
-	if err != nil {
-		return Image{}, err
+	im := cur
+	if im.State != ImageUploading {
+		return Image{}, fmt.Errorf("%s: %w: the image is %s, not being uploaded", op, ErrInvalid, im.State)
 	}
 	if im.Owner != u.ID && u.Role != RoleAdmin {
 		return Image{}, fmt.Errorf("%s: %w", op, ErrNotFound)
@@ -315,7 +342,7 @@ func (e *Engine) UploadChunk(ctx context.Context, u User, id string, offset int6
 		return Image{}, fmt.Errorf("%s: %w: the upload is at byte %d, not %d; resume from %d", op, ErrConflictOffset, have, offset, have)
 	}
 	remaining := im.Upload.Size - have
-	n, copyErr := io.Copy(writerAt{f, have}, io.LimitReader(body, remaining+1))
+	n, copyErr := io.Copy(&writerAt{f, have}, io.LimitReader(body, remaining+1))
 	if n > remaining {
 		f.Truncate(im.Upload.Size)
 		return Image{}, fmt.Errorf("%s: %w: the file is larger than the %d bytes announced", op, ErrInvalid, im.Upload.Size)
@@ -351,7 +378,7 @@ type writerAt struct {
 	off int64
 }
 
-func (w writerAt) Write(p []byte) (int, error) {
+func (w *writerAt) Write(p []byte) (int, error) {
 	n, err := w.f.WriteAt(p, w.off)
 	w.off += int64(n)
 	return n, err
