@@ -81,6 +81,9 @@ libvirtd:
 	@getent group libvirt-qemu >/dev/null || groupadd -r libvirt-qemu
 	@id libvirt-qemu >/dev/null 2>&1 || useradd -r -g libvirt-qemu -d /var/lib/libvirt -s /usr/sbin/nologin libvirt-qemu
 	@mkdir -p /var/log/libvirt/qemu /run/libvirt
+	@# What udev does on a normal Debian host: without it libvirt, checking as
+	@# libvirt-qemu, finds /dev/kvm unusable and re-probes qemu on every call.
+	@[ ! -e /dev/kvm ] || { chgrp kvm /dev/kvm 2>/dev/null || { groupadd -r kvm && chgrp kvm /dev/kvm; }; chmod 0660 /dev/kvm; }
 	@pgrep -x virtlogd >/dev/null || virtlogd -d
 	@pgrep -x libvirtd >/dev/null || libvirtd -d
 	@for i in $$(seq 100); do [ -S /run/libvirt/libvirt-sock ] && exit 0; sleep 0.1; done; echo "libvirtd did not start"; exit 1

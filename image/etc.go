@@ -43,6 +43,32 @@ ethers: files
 rpc: files
 `
 
+// protocols, services and rpc are the entries of netbase's files that the NFS client
+// (mount.nfs looks up "tcp" with getprotobyname) and server need; the images do not
+// carry netbase itself.
+const (
+	protocols = `ip	0	IP
+icmp	1	ICMP
+tcp	6	TCP
+udp	17	UDP
+ipv6-icmp	58	IPv6-ICMP
+`
+	services = `sunrpc	111/tcp	portmapper
+sunrpc	111/udp	portmapper
+nfs	2049/tcp
+nfs	2049/udp
+https	443/tcp
+libvirt-tls	16514/tcp
+`
+	rpc = `portmapper	100000	portmap sunrpc rpcbind
+nfs	100003	nfsprog
+mountd	100005	mount showmount
+nlockmgr	100021
+status	100024
+nfs_acl	100227
+`
+)
+
 // SystemFiles returns the files under /etc that Cairn writes into role's root tree,
 // by path relative to the root. modules is what the supervisor loads at boot, in
 // order. The build's version is not among them (see CairnRelease), so that a compute
@@ -66,6 +92,9 @@ func SystemFiles(role string, modules []string) map[string]string {
 		"etc/hostname":      host + "\n",
 		"etc/hosts":         "127.0.0.1\tlocalhost\n127.0.1.1\t" + host + "\n::1\tlocalhost ip6-localhost ip6-loopback\n",
 		"etc/nsswitch.conf": nsswitch,
+		"etc/protocols":     protocols,
+		"etc/services":      services,
+		"etc/rpc":           rpc,
 		"etc/cairn/modules": ModuleListFile(modules),
 	}
 }

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/cairn-os/cairn/internal/testimage"
 	"github.com/cairn-os/cairn/qemu-tests/engineapi"
 	"github.com/cairn-os/cairn/qemu-tests/lab"
 	"github.com/cairn-os/cairn/qemu-tests/vm"
@@ -82,6 +84,13 @@ func TestEngine(t *testing.T) {
 		if state != "ready" {
 			t.Errorf("nodes page shows %s as %q, want ready", id, state)
 		}
+	})
+
+	t.Run("ServerOnComputeNode", func(t *testing.T) {
+		if !joined {
+			t.Skip("the compute node never became ready")
+		}
+		serverOnComputeNode(t, ctx, l, id)
 	})
 
 	t.Run("KilledLibvirtdRestarts", func(t *testing.T) {
@@ -198,4 +207,77 @@ func service(ctx context.Context, l *lab.Lab, name string) (engineapi.Service, e
 		names = append(names, s.Name)
 	}
 	return engineapi.Service{}, fmt.Errorf("no service %s in /api/v1/services (it lists %s)", name, strings.Join(names, ", "))
+}
+
+// serverOnComputeNode runs a server on the PXE-booted compute node from a child on
+// the node's local storage whose master is on pool 0, which the node mounts from the
+// admin over NFS, and reads the guest's serial console through the admin.
+func serverOnComputeNode(t *testing.T, ctx context.Context, l *lab.Lab, node string) {
+	repo, err := testimage.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := testimage.Build(ctx, repo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 12*time.Minute)
+	defer cancel()
+	master, err := l.API.Upload(ctx, img, "busybox", "qcow2")
+	if err != nil {
+		fatal(t, l, err)
+	}
+	if err := l.API.Do(ctx, "PATCH", "/images/"+master, map[string]bool{"master": true}, nil); err != nil {
+		fatal(t, l, err)
+	}
+	type server struct {
+		ID, UUID, Node, State string
+		Disks                 []struct{ Image string }
+	}
+	var s server
+	req := map[string]any{"name": "nested", "vcpus": 1, "memory_mib": 128,
+		"disks": []map[string]any{{"image": master, "clone": true, "clone_node": node}}}
+	// The node mounts pool 0 in the background after it joins: the clone needs the
+	// master's file there.
+	_, err = l.Wait(ctx, "child image on the compute node", 5*time.Second, func(ctx context.Context) (bool, string, error) {
+		err := l.API.Do(ctx, "POST", "/servers", req, &s)
+		return err == nil, shortErr(err), nil
+	})
+	if err != nil {
+		fatal(t, l, err)
+	}
+	var disk struct {
+		Node, Backing, Path string
+	}
+	if err := l.API.Do(ctx, "GET", "/images/"+s.Disks[0].Image, nil, &disk); err != nil {
+		t.Fatal(err)
+	}
+	if disk.Node != node || disk.Backing != master {
+		t.Fatalf("the server's disk is on node %q with master %q, want node %s and master %s", disk.Node, disk.Backing, node, master)
+	}
+	if err := l.API.Do(ctx, "POST", "/servers/"+s.ID+"/start", nil, &s); err != nil {
+		fatal(t, l, err)
+	}
+	if s.Node != node {
+		t.Fatalf("the server runs on %q, want the compute node %s (its disk is there)", s.Node, node)
+	}
+	start := time.Now()
+	out, err := l.API.Serial(ctx, s.ID, regexp.MustCompile(`cairn-test: uuid=\S+[\s\S]*cairn-test: ready`))
+	if err != nil {
+		fatal(t, l, fmt.Errorf("%w; the console showed:\n%s", err, out))
+	}
+	if m := testimage.UUIDLine.FindStringSubmatch(out); m == nil || m[1] != s.UUID {
+		t.Fatalf("the console shows uuid %v, want the server's %s", m, s.UUID)
+	}
+	t.Logf("the guest on the compute node was ready %s after its start", time.Since(start).Round(time.Second))
+	if err := l.API.Do(ctx, "POST", "/servers/"+s.ID+"/stop", nil, nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func shortErr(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
 }

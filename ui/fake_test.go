@@ -8,13 +8,12 @@ import (
 
 	"github.com/cairn-os/cairn/supervisor/engine"
 	"github.com/cairn-os/cairn/supervisor/service"
-	"github.com/cairn-os/cairn/ui/consoles"
 )
 
 // fakeEngine is the engine's service layer as the console sees it, in memory.
 type fakeEngine struct {
 	// The areas these tests do not visit are left unimplemented: calling one panics.
-	consoles.Service
+	Service
 
 	mu        sync.Mutex
 	passwords map[string]string // name → password

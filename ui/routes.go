@@ -3,11 +3,16 @@ package ui
 import (
 	"net/http"
 
+	"github.com/cairn-os/cairn/ui/backups"
 	"github.com/cairn-os/cairn/ui/consoles"
 	"github.com/cairn-os/cairn/ui/dashboard"
+	"github.com/cairn-os/cairn/ui/images"
 	"github.com/cairn-os/cairn/ui/layout"
 	"github.com/cairn-os/cairn/ui/login"
 	"github.com/cairn-os/cairn/ui/nodes"
+	"github.com/cairn-os/cairn/ui/operations"
+	"github.com/cairn-os/cairn/ui/pools"
+	"github.com/cairn-os/cairn/ui/servers"
 	"github.com/cairn-os/cairn/ui/static"
 )
 
@@ -36,6 +41,11 @@ func (s *server) routes() []route {
 	dh := dashboard.New(s.svc, s.logger)
 	nh := nodes.New(s.svc, s.logger)
 	ch := consoles.New(s.svc, s.logger)
+	sh := servers.New(s.svc, s.logger)
+	oh := operations.New(s.svc, s.logger)
+	ih := images.New(s.svc, s.logger)
+	ph := pools.New(s.svc, s.logger)
+	bh := backups.New(s.svc, s.logger)
 	return []route{
 		{"GET " + static.Prefix, asset, static.Handler().ServeHTTP},
 		{"GET /login", public, lh.Form},
@@ -45,6 +55,53 @@ func (s *server) routes() []route {
 		{"GET /nodes", signedIn, nh.List},
 		{"GET /nodes/table", signedIn, nh.List},
 		{"GET /nodes/{id}", signedIn, nh.Show},
+		{"GET /servers", signedIn, sh.List},
+		{"GET /servers/table", signedIn, sh.List},
+		{"GET /servers/new", signedIn, sh.NewForm},
+		{"POST /servers", signedIn, sh.Create},
+		{"GET /servers/{id}", signedIn, sh.Show},
+		{"POST /servers/{id}/start", signedIn, sh.Start},
+		{"POST /servers/{id}/shutdown", signedIn, sh.Shutdown},
+		{"POST /servers/{id}/stop", signedIn, sh.Stop},
+		{"POST /servers/{id}/reboot", signedIn, sh.Reboot},
+		{"POST /servers/{id}/suspend", signedIn, sh.Suspend},
+		{"POST /servers/{id}/resume", signedIn, sh.Resume},
+		{"POST /servers/{id}/migrate", signedIn, sh.Migrate},
+		{"POST /servers/{id}/delete", signedIn, sh.Delete},
+		{"POST /servers/{id}/autostart", signedIn, sh.Autostart},
+		{"POST /servers/{id}/disks", signedIn, sh.AttachDisk},
+		{"POST /servers/{id}/disks/{index}/detach", signedIn, sh.DetachDisk},
+		{"POST /servers/{id}/cdrom", signedIn, sh.SetCDROM},
+		{"GET /operations", signedIn, oh.List},
+		{"GET /operations/{id}", signedIn, oh.Show},
+		{"POST /operations/{id}/cancel", signedIn, oh.Cancel},
+		{"GET /images", signedIn, ih.List},
+		{"GET /images/table", signedIn, ih.List},
+		{"POST /images/upload", signedIn, ih.StartUpload},
+		{"GET /images/{id}", signedIn, ih.Show},
+		{"GET /images/{id}/upload", signedIn, ih.UploadStatus},
+		{"PATCH /images/{id}/upload", signedIn, ih.UploadChunk},
+		{"GET /images/{id}/download", signedIn, ih.Download},
+		{"POST /images/{id}/master", signedIn, ih.SetMaster},
+		{"POST /images/{id}/clone", signedIn, ih.Clone},
+		{"POST /images/{id}/convert", signedIn, ih.Convert},
+		{"POST /images/{id}/resize", signedIn, ih.Resize},
+		{"POST /images/{id}/flatten", signedIn, ih.Flatten},
+		{"POST /images/{id}/backup", signedIn, ih.Backup},
+		{"POST /images/{id}/schedule", signedIn, ih.Schedule},
+		{"POST /images/{id}/delete", signedIn, ih.Delete},
+		{"GET /pools", signedIn, ph.List},
+		{"POST /pools", signedIn, ph.Create},
+		{"GET /pools/{id}", signedIn, ph.Show},
+		{"POST /pools/{id}/schedule", signedIn, ph.Schedule},
+		{"POST /pools/{id}/delete", signedIn, ph.Delete},
+		{"POST /pools/{id}/snapshots", signedIn, ph.Snapshot},
+		{"POST /pools/{id}/snapshots/{name}/restore", signedIn, ph.Restore},
+		{"POST /pools/{id}/snapshots/{name}/rollback", signedIn, ph.Rollback},
+		{"POST /pools/{id}/snapshots/{name}/delete", signedIn, ph.DeleteSnapshot},
+		{"GET /backups", signedIn, bh.List},
+		{"POST /backups/{id}/restore", signedIn, bh.Restore},
+		{"POST /backups/{id}/delete", signedIn, bh.Delete},
 		{"GET /servers/{id}/console", signedIn, ch.Serial},
 		{"GET /servers/{id}/console/ws", signedIn, ch.SerialSocket},
 		{"GET /servers/{id}/vnc", signedIn, ch.VNC},

@@ -10,11 +10,16 @@ import (
 	"net/http"
 
 	"github.com/cairn-os/cairn/supervisor/engine"
+	"github.com/cairn-os/cairn/ui/backups"
 	"github.com/cairn-os/cairn/ui/consoles"
 	"github.com/cairn-os/cairn/ui/dashboard"
+	"github.com/cairn-os/cairn/ui/images"
 	"github.com/cairn-os/cairn/ui/layout"
 	"github.com/cairn-os/cairn/ui/login"
 	"github.com/cairn-os/cairn/ui/nodes"
+	"github.com/cairn-os/cairn/ui/operations"
+	"github.com/cairn-os/cairn/ui/pools"
+	"github.com/cairn-os/cairn/ui/servers"
 	"github.com/cairn-os/cairn/ui/static"
 )
 
@@ -25,6 +30,11 @@ type Service interface {
 	dashboard.Service
 	nodes.Service
 	consoles.Service
+	servers.Service
+	operations.Service
+	images.Service
+	pools.Service
+	backups.Service
 	SessionUser(ctx context.Context, id string) (engine.User, engine.Session, error)
 }
 

@@ -22,7 +22,7 @@ import (
 // git-ignored vendor/ directory too once `make assets` has filled it: a plain "vendor"
 // pattern would not compile before then.
 //
-//go:embed app.css cairn.svg console vendor*
+//go:embed app.css cairn.svg console servers.css storage.css upload.js vendor*
 var embedded embed.FS
 
 // Prefix is where the assets are served.
