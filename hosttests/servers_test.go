@@ -119,6 +119,53 @@ func TestServers(t *testing.T) {
 		t.Fatalf("delete a master with children: %d %s, want 409", status, msg)
 	}
 
+	// Suspend and resume follow libvirt's events.
+	l.must(200, "POST", "/servers/"+b.ID+"/suspend", nil, nil)
+	l.waitState(b.ID, engine.ServerPaused, 30*time.Second)
+	l.must(200, "POST", "/servers/"+b.ID+"/resume", nil, nil)
+	l.waitState(b.ID, engine.ServerRunning, 30*time.Second)
+
+	// Hot-plug a blank disk into the running guest and take it out again; an image
+	// in use cannot be deleted meanwhile.
+	var extra engine.Image
+	l.must(201, "POST", "/images", engine.ImageRequest{Name: "extra", Format: "qcow2", Size: 64 << 20}, &extra)
+	var withDisk engine.Server
+	l.must(200, "POST", "/servers/"+b.ID+"/disks", engine.ServerDiskRequest{Image: extra.ID, Bus: "virtio"}, &withDisk)
+	if len(withDisk.Disks) != 2 || withDisk.Disks[1].Image != extra.ID {
+		t.Fatalf("after attaching, the server's disks are %+v", withDisk.Disks)
+	}
+	if out, _ := exec.Command("virsh", "-c", "qemu:///system", "domblklist", b.UUID).CombinedOutput(); !strings.Contains(string(out), extra.Path) {
+		t.Fatalf("libvirt's live domain does not have the attached disk:\n%s", out)
+	}
+	if status, msg := l.do("DELETE", "/images/"+extra.ID, nil, nil); status != 409 {
+		t.Fatalf("delete an attached image: %d %s, want 409", status, msg)
+	}
+	l.must(200, "DELETE", "/servers/"+b.ID+"/disks/1", nil, &withDisk)
+	if len(withDisk.Disks) != 1 {
+		t.Fatalf("after detaching, the server's disks are %+v", withDisk.Disks)
+	}
+	l.must(204, "DELETE", "/images/"+extra.ID, nil, nil)
+
+	// Insert an ISO into the running guest's CD-ROM drive and eject it.
+	if xorriso, err := exec.LookPath("xorriso"); err == nil {
+		src := t.TempDir()
+		os.WriteFile(src+"/hello.txt", []byte("hello"), 0o644)
+		iso := t.TempDir() + "/tools.iso"
+		if out, err := exec.Command(xorriso, "-as", "mkisofs", "-quiet", "-V", "TOOLS", "-o", iso, src).CombinedOutput(); err != nil {
+			t.Fatalf("xorriso: %v: %s", err, out)
+		}
+		cd := l.upload(iso, "tools", "iso", 0)
+		l.must(200, "PUT", "/servers/"+b.ID+"/cdrom", map[string]string{"image": cd.ID}, nil)
+		if out, _ := exec.Command("virsh", "-c", "qemu:///system", "domblklist", b.UUID).CombinedOutput(); !strings.Contains(string(out), cd.Path) {
+			t.Fatalf("the live CD-ROM does not hold the ISO:\n%s", out)
+		}
+		l.must(200, "DELETE", "/servers/"+b.ID+"/cdrom", nil, nil)
+		if out, _ := exec.Command("virsh", "-c", "qemu:///system", "domblklist", b.UUID).CombinedOutput(); strings.Contains(string(out), cd.Path) {
+			t.Fatalf("the ISO is still in the drive after eject:\n%s", out)
+		}
+		l.must(204, "DELETE", "/images/"+cd.ID, nil, nil)
+	}
+
 	// ACPI shutdown of alpha ends with the guest powered off; beta is forced off.
 	var op engine.Operation
 	l.must(202, "POST", "/servers/"+a.ID+"/shutdown", map[string]int{"timeout_seconds": 120}, &op)

@@ -387,7 +387,13 @@ func (e *Engine) domain(s Server, n Node) (virt.Domain, error) {
 		if err := e.store.Get(bucketImages, sd.Image, &im); err != nil {
 			return virt.Domain{}, fmt.Errorf("disk image %s: %w", sd.Image, notFound(err))
 		}
-		d.Disks = append(d.Disks, virt.Disk{Path: im.Path, Format: qimg.Format(im.Format).QemuName(), Bus: virt.Bus(sd.Bus), Serial: im.ID})
+		disk := virt.Disk{Path: im.Path, Format: qimg.Format(im.Format).QemuName(), Bus: virt.Bus(sd.Bus), Serial: im.ID}
+		if im.Node != "" {
+			// A diskless node's local storage is in RAM, which has no O_DIRECT; such
+			// disks never migrate, so the host's page cache is safe for them.
+			disk.Cache = "writeback"
+		}
+		d.Disks = append(d.Disks, disk)
 	}
 	d.CDROM = &virt.CDROM{}
 	if s.CDROM != "" {
