@@ -71,7 +71,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(s
 	case http.StatusNotFound:
 		return exitNotFound
 	}
-	if strings.HasPrefix(err.Error(), "unknown command") || strings.Contains(err.Error(), "accepts ") {
+	if strings.HasPrefix(err.Error(), "unknown command") || strings.Contains(err.Error(), "accepts ") ||
+		strings.HasPrefix(err.Error(), "required flag") {
 		return exitUsage
 	}
 	return exitError
@@ -92,10 +93,13 @@ func explain(err error) string {
 func (a *app) rootCmd() *cobra.Command {
 	root := &cobra.Command{
 		Use:   "cairn",
-		Short: "Manage a Cairn engine: nodes, services, users",
+		Short: "Manage a Cairn engine: servers, images, pools, nodes, users",
 		Long: "cairn manages a Cairn engine over its API.\n\n" +
 			"Start with `cairn login https://ADMIN`. CAIRN_URL and CAIRN_TOKEN override the saved login.\n" +
-			"Exit codes: 0 done, 1 failed, 2 bad usage, 3 not logged in or refused, 4 not found.",
+			"Commands that start long work (an operation) wait for it with its progress; --no-wait\n" +
+			"prints the operation's ID instead. Ctrl-C while waiting asks whether to cancel it.\n" +
+			"Sizes are bytes or take K, M, G, T (binary: 1K = 1024).\n" +
+			"Exit codes: 0 done, 1 failed, 2 bad usage, 3 not logged in or refused, 4 not found, 130 interrupted.",
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
@@ -110,7 +114,8 @@ func (a *app) rootCmd() *cobra.Command {
 	})
 	root.PersistentFlags().StringVar(&a.configFlag, "config", "", "config file (default $XDG_CONFIG_HOME/cairn/config.json)")
 	root.PersistentFlags().StringVarP(&a.output, "output", "o", "table", "output format: table or json")
-	root.AddCommand(a.loginCmd(), a.engineCmd(), a.nodesCmd(), a.servicesCmd(), a.usersCmd())
+	root.AddCommand(a.loginCmd(), a.engineCmd(), a.nodesCmd(), a.servicesCmd(), a.usersCmd(),
+		a.serversCmd(), a.imagesCmd(), a.backupsCmd(), a.poolsCmd(), a.operationsCmd(), a.settingsCmd(), a.usageCmd())
 	return root
 }
 

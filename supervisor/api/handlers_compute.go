@@ -224,8 +224,13 @@ func (s *server) downloadImage(r *http.Request, c caller) (any, error) {
 		defer f.Close()
 		w.Header().Set("Content-Type", "application/octet-stream")
 		w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename=%q`, im.Name+"."+extOf(im.Path)))
-		// ServeContent answers Range requests, so an interrupted download resumes.
-		http.ServeContent(w, r, "", im.CreatedAt, f)
+		// ServeContent answers Range requests, so an interrupted download resumes; the
+		// file's own time (not the image's) lets If-Range see an in-place restore.
+		mod := im.CreatedAt
+		if fi, err := f.Stat(); err == nil {
+			mod = fi.ModTime()
+		}
+		http.ServeContent(w, r, "", mod, f)
 	}), nil
 }
 

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -83,8 +84,11 @@ type Client struct {
 	auth    Auth
 	tls     *tls.Config
 	timeout time.Duration
-	http    *http.Client
-	err     error
+	// http bounds every request by timeout; stream has no overall bound, for
+	// uploads, downloads and waits that may take longer.
+	http   *http.Client
+	stream *http.Client
+	err    error
 }
 
 // New returns a client of the engine at baseURL ("https://10.0.0.1"). caPEM is the
@@ -109,10 +113,18 @@ func New(baseURL string, caPEM []byte, auth Auth, opts ...Option) *Client {
 	for _, o := range opts {
 		o(c)
 	}
-	c.http = &http.Client{
-		Timeout:   c.timeout,
-		Transport: &http.Transport{TLSClientConfig: c.tls, Proxy: http.ProxyFromEnvironment},
+	tr := &http.Transport{
+		TLSClientConfig:     c.tls,
+		Proxy:               http.ProxyFromEnvironment,
+		DialContext:         (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		TLSHandshakeTimeout: 30 * time.Second,
+		// An upload chunk is answered once it is written; a long wait is answered
+		// within a minute. An engine silent for longer than this is gone.
+		ResponseHeaderTimeout: 3 * time.Minute,
+		IdleConnTimeout:       90 * time.Second,
 	}
+	c.http = &http.Client{Timeout: c.timeout, Transport: tr}
+	c.stream = &http.Client{Transport: tr}
 	return c
 }
 
@@ -122,6 +134,11 @@ func (c *Client) BaseURL() string { return c.base }
 // do sends a request with in as JSON body (when not nil) and decodes the answer into
 // out (when not nil).
 func (c *Client) do(ctx context.Context, method, path string, auth Auth, in, out any) error {
+	return c.doWith(ctx, c.http, method, path, auth, in, out)
+}
+
+// doWith is do with a chosen HTTP client.
+func (c *Client) doWith(ctx context.Context, hc *http.Client, method, path string, auth Auth, in, out any) error {
 	if c.err != nil {
 		return c.err
 	}
@@ -144,23 +161,23 @@ func (c *Client) do(ctx context.Context, method, path string, auth Auth, in, out
 	if auth != nil {
 		auth.authorize(req)
 	}
-	resp, err := c.http.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return fmt.Errorf("reach the engine at %s: %w", c.base, err)
 	}
 	defer resp.Body.Close()
+	return c.answer(resp, method, path, out)
+}
+
+// answer reads an API answer: an *Error for a status of 400 and above, otherwise
+// the JSON body decoded into out (when not nil; a *[]byte gets the raw body).
+func (c *Client) answer(resp *http.Response, method, path string, out any) error {
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
 		return fmt.Errorf("read answer of %s %s: %w", method, path, err)
 	}
 	if resp.StatusCode >= 400 {
-		var eb struct {
-			Error string `json:"error"`
-		}
-		if json.Unmarshal(data, &eb) != nil || eb.Error == "" {
-			eb.Error = fmt.Sprintf("HTTP %d %s from %s; is this a Cairn engine?", resp.StatusCode, http.StatusText(resp.StatusCode), c.base)
-		}
-		return &Error{Status: resp.StatusCode, Message: eb.Error}
+		return c.apiError(resp.StatusCode, data)
 	}
 	if out == nil {
 		return nil
@@ -173,6 +190,17 @@ func (c *Client) do(ctx context.Context, method, path string, auth Auth, in, out
 		return fmt.Errorf("decode answer of %s %s: %w", method, path, err)
 	}
 	return nil
+}
+
+// apiError makes an *Error of an error answer's status and body.
+func (c *Client) apiError(status int, body []byte) *Error {
+	var eb struct {
+		Error string `json:"error"`
+	}
+	if json.Unmarshal(body, &eb) != nil || eb.Error == "" {
+		eb.Error = fmt.Sprintf("HTTP %d %s from %s; is this a Cairn engine?", status, http.StatusText(status), c.base)
+	}
+	return &Error{Status: status, Message: eb.Error}
 }
 
 func get[T any](ctx context.Context, c *Client, path string) (T, error) {
