@@ -341,7 +341,7 @@ func Table(lv listView) templ.Component {
 					return templ_7745c5c3_Err
 				}
 				var templ_7745c5c3_Var16 string
-				templ_7745c5c3_Var16, templ_7745c5c3_Err = templ.JoinStringErrs(images.OwnerName(lv.Owners, b.Owner))
+				templ_7745c5c3_Var16, templ_7745c5c3_Err = templ.JoinStringErrs(layout.OwnerName(lv.Owners, b.Owner))
 				if templ_7745c5c3_Err != nil {
 					return templ.Error{Err: templ_7745c5c3_Err, FileName: `ui/backups/backups.templ`, Line: 76, Col: 48}
 				}

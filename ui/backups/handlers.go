@@ -22,7 +22,7 @@ type Service interface {
 	DeleteBackup(ctx context.Context, u engine.User, id string) error
 	Images(ctx context.Context, u engine.User) ([]engine.Image, error)
 	images.OperationReader
-	images.UserLister
+	layout.UserLister
 }
 
 var _ Service = (*engine.Engine)(nil)
@@ -77,7 +77,7 @@ func (h *Handlers) list(w http.ResponseWriter, r *http.Request, status int, aler
 		layout.Error(w, r, h.logger, status, msg)
 		return
 	}
-	lv := listView{Viewer: v, Backups: list, Images: map[string]engine.Image{}, Owners: images.UserNames(ctx, h.svc, v),
+	lv := listView{Viewer: v, Backups: list, Images: map[string]engine.Image{}, Owners: layout.UserNames(ctx, h.svc, v),
 		Image: image, Op: images.ReadOperation(r, h.svc, v.User), Done: doneMessages[r.URL.Query().Get("done")], Alert: alert}
 	if all, err := h.svc.Images(ctx, v.User); err == nil {
 		for _, im := range all {

@@ -47,7 +47,7 @@ type Service interface {
 	Nodes(ctx context.Context, u engine.User) ([]engine.Node, error)
 	Servers(ctx context.Context, u engine.User) ([]engine.Server, error)
 	OperationReader
-	UserLister
+	layout.UserLister
 }
 
 var _ Service = (*engine.Engine)(nil)
@@ -97,7 +97,7 @@ func (h *Handlers) List(w http.ResponseWriter, r *http.Request) {
 	}
 	lv := listView{
 		Viewer: v, Images: Sorted(list), Pools: pools,
-		Owners: UserNames(ctx, h.svc, v), Servers: h.serverNames(ctx, v.User),
+		Owners: layout.UserNames(ctx, h.svc, v), Servers: h.serverNames(ctx, v.User),
 		Op: ReadOperation(r, h.svc, v.User), Done: doneMessages[r.URL.Query().Get("done")],
 	}
 	table := Table(lv)
@@ -142,7 +142,7 @@ func (h *Handlers) show(w http.ResponseWriter, r *http.Request, status int, aler
 	switch {
 	case err == nil:
 		dv.Image, dv.Chain = info.Image, info.Chain
-	case StatusOf(err) == http.StatusNotFound || StatusOf(err) == http.StatusForbidden:
+	case layout.StatusOf(err) == http.StatusNotFound || layout.StatusOf(err) == http.StatusForbidden:
 		h.fail(w, r, "show image", err)
 		return
 	default:
@@ -168,7 +168,7 @@ func (h *Handlers) show(w http.ResponseWriter, r *http.Request, status int, aler
 			}
 		}
 	}
-	dv.Owners = UserNames(ctx, h.svc, v)
+	dv.Owners = layout.UserNames(ctx, h.svc, v)
 	dv.Servers = h.serverNames(ctx, v.User)
 	dv.Op = ReadOperation(r, h.svc, v.User)
 	dv.Done = doneMessages[r.URL.Query().Get("done")]

@@ -2,7 +2,6 @@ package images
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -15,33 +14,10 @@ import (
 // What this file holds is shared with the Pools and Backups areas, which show the
 // same engine messages, owner names and operation progress.
 
-// UserLister lists the engine's users; only admins may, so UserNames asks only for them.
-type UserLister interface {
-	Users(ctx context.Context, u engine.User) ([]engine.User, error)
-}
-
 // OperationReader reads one operation, to show its progress on the page an action
 // redirects to (?op=ID).
 type OperationReader interface {
 	Operation(ctx context.Context, u engine.User, id string) (engine.Operation, error)
-}
-
-// StatusOf is the HTTP status a page answers an engine error with: the engine's
-// sentinels as the API maps them, 500 for anything else.
-func StatusOf(err error) int {
-	switch {
-	case errors.Is(err, engine.ErrNotFound):
-		return http.StatusNotFound
-	case errors.Is(err, engine.ErrExists), errors.Is(err, engine.ErrInUse), errors.Is(err, engine.ErrQuota):
-		return http.StatusConflict
-	case errors.Is(err, engine.ErrInvalid):
-		return http.StatusBadRequest
-	case errors.Is(err, engine.ErrUnauthorized):
-		return http.StatusUnauthorized
-	case errors.Is(err, engine.ErrForbidden):
-		return http.StatusForbidden
-	}
-	return http.StatusInternalServerError
 }
 
 // msgInternal is what a person reads when the engine failed in a way its message
@@ -52,7 +28,7 @@ const msgInternal = "The engine could not do this. Try again in a moment; the en
 // to do, for the errors it means people to read; a general one otherwise (the caller
 // logs those).
 func Message(err error) string {
-	if StatusOf(err) == http.StatusInternalServerError {
+	if layout.StatusOf(err) == http.StatusInternalServerError {
 		return msgInternal
 	}
 	return err.Error()
@@ -61,36 +37,11 @@ func Message(err error) string {
 // Refuse logs err when it is not one of the engine's sentinels, and returns the
 // status and message to answer it with.
 func Refuse(logger *slog.Logger, r *http.Request, op string, err error) (int, string) {
-	status := StatusOf(err)
+	status := layout.StatusOf(err)
 	if status == http.StatusInternalServerError {
 		logger.Error(op, "method", r.Method, "path", r.URL.Path, "err", err)
 	}
 	return status, Message(err)
-}
-
-// UserNames maps user IDs to names for showing owners: every user for an admin,
-// the viewer alone for anyone else (who only ever sees their own things).
-func UserNames(ctx context.Context, svc UserLister, v layout.Viewer) map[string]string {
-	names := map[string]string{v.User.ID: v.User.Name}
-	if v.User.Role != engine.RoleAdmin {
-		return names
-	}
-	users, err := svc.Users(ctx, v.User)
-	if err != nil {
-		return names
-	}
-	for _, u := range users {
-		names[u.ID] = u.Name
-	}
-	return names
-}
-
-// OwnerName is the name of user id in names, or the ID when the user is gone.
-func OwnerName(names map[string]string, id string) string {
-	if n, ok := names[id]; ok && n != "" {
-		return n
-	}
-	return id
 }
 
 // CanWrite reports whether the viewer may change things (everyone but read-only users).

@@ -127,7 +127,7 @@ func (h *Handlers) UploadChunk(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, answerOf(im))
 		return
 	}
-	status := StatusOf(err)
+	status := layout.StatusOf(err)
 	if status == http.StatusBadRequest {
 		// A chunk re-sent after the answer to the last one was lost (browsers re-send
 		// on a broken connection by themselves): the image is whole already.

@@ -7,7 +7,6 @@ import (
 	"strconv"
 
 	"github.com/cairn-os/cairn/supervisor/engine"
-	"github.com/cairn-os/cairn/ui/images"
 	"github.com/cairn-os/cairn/ui/layout"
 )
 
@@ -43,7 +42,7 @@ type ownerBytes struct {
 func owners(p engine.Pool, names map[string]string) []ownerBytes {
 	var out []ownerBytes
 	for id, b := range p.ImageBytesByOwner {
-		out = append(out, ownerBytes{Name: images.OwnerName(names, id), Bytes: b})
+		out = append(out, ownerBytes{Name: layout.OwnerName(names, id), Bytes: b})
 	}
 	slices.SortFunc(out, func(a, b ownerBytes) int {
 		return cmp.Or(cmp.Compare(b.Bytes, a.Bytes), cmp.Compare(a.Name, b.Name))

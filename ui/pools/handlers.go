@@ -35,7 +35,7 @@ type Service interface {
 	UsageOf(ctx context.Context, u engine.User, userID string) (engine.Usage, error)
 	Images(ctx context.Context, u engine.User) ([]engine.Image, error)
 	images.OperationReader
-	images.UserLister
+	layout.UserLister
 }
 
 var _ Service = (*engine.Engine)(nil)
@@ -106,7 +106,7 @@ func (h *Handlers) list(w http.ResponseWriter, r *http.Request, status int, form
 		h.fail(w, r, "list pools", err)
 		return
 	}
-	lv := listView{Viewer: v, Pools: pools, Owners: images.UserNames(ctx, h.svc, v), Form: form,
+	lv := listView{Viewer: v, Pools: pools, Owners: layout.UserNames(ctx, h.svc, v), Form: form,
 		Done: doneMessages[r.URL.Query().Get("done")]}
 	if us, err := h.svc.UsageOf(ctx, v.User, "me"); err == nil {
 		lv.Usage = &us
@@ -197,7 +197,7 @@ func (h *Handlers) show(w http.ResponseWriter, r *http.Request, status int, aler
 		h.fail(w, r, "show pool", err)
 		return
 	}
-	dv := detailView{Viewer: v, Pool: p, Owners: images.UserNames(ctx, h.svc, v), Alert: alert,
+	dv := detailView{Viewer: v, Pool: p, Owners: layout.UserNames(ctx, h.svc, v), Alert: alert,
 		Op: images.ReadOperation(r, h.svc, v.User), Done: doneMessages[r.URL.Query().Get("done")]}
 	if p.Snapshots && p.State == engine.PoolReady {
 		if dv.Snapshots, err = h.svc.PoolSnapshots(ctx, v.User, r.PathValue("id")); err != nil {

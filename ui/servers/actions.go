@@ -162,7 +162,7 @@ func (h *Handlers) refused(w http.ResponseWriter, r *http.Request, verb string, 
 		h.fail(w, r, "read server", rerr)
 		return
 	}
-	status, msg := statusOf(err), err.Error()
+	status, msg := layout.StatusOf(err), err.Error()
 	if status == http.StatusInternalServerError {
 		h.logger.Error(verb+" server", "server", s.ID, "err", err)
 		msg = "The engine could not " + verb + " the server. The engine's log says what failed."

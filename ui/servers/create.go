@@ -143,14 +143,14 @@ func (h *Handlers) Create(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, Path(s.ID), http.StatusSeeOther)
 	case s.ID != "":
 		// Made, but it did not start: its page says why.
-		status, msg := statusOf(err), err.Error()
+		status, msg := layout.StatusOf(err), err.Error()
 		if status == http.StatusInternalServerError {
 			h.logger.Error("start new server", "server", s.ID, "err", err)
 			msg = "Server " + s.Name + " was created but did not start. The engine's log says what failed."
 		}
 		h.renderDetail(w, r, status, s, "", msg)
 	default:
-		status := statusOf(err)
+		status := layout.StatusOf(err)
 		f.Error = err.Error()
 		if status == http.StatusInternalServerError {
 			h.logger.Error("create server", "name", f.Name, "err", err)

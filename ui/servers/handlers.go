@@ -245,22 +245,13 @@ func (h *Handlers) nodeNames(ctx context.Context, u engine.User) map[string]stri
 
 // ownerNames maps user IDs to names for an admin; without them the pages show IDs.
 func (h *Handlers) ownerNames(ctx context.Context, u engine.User) map[string]string {
-	users, err := h.svc.Users(ctx, u)
-	if err != nil {
-		h.logger.Warn("list users for owner names", "err", err)
-		return nil
-	}
-	m := make(map[string]string, len(users))
-	for _, o := range users {
-		m[o.ID] = o.Name
-	}
-	return m
+	return layout.UserNames(ctx, h.svc, layout.Viewer{User: u})
 }
 
 // fail answers an engine error that leaves nothing to show with the page a person
 // can act on.
 func (h *Handlers) fail(w http.ResponseWriter, r *http.Request, op string, err error) {
-	status := statusOf(err)
+	status := layout.StatusOf(err)
 	switch status {
 	case http.StatusNotFound:
 		layout.Error(w, r, h.logger, status,
@@ -272,23 +263,6 @@ func (h *Handlers) fail(w http.ResponseWriter, r *http.Request, op string, err e
 	default:
 		layout.Error(w, r, h.logger, status, err.Error())
 	}
-}
-
-// statusOf maps an engine error to the status of the page that shows it.
-func statusOf(err error) int {
-	switch {
-	case errors.Is(err, engine.ErrNotFound):
-		return http.StatusNotFound
-	case errors.Is(err, engine.ErrExists), errors.Is(err, engine.ErrInUse), errors.Is(err, engine.ErrQuota):
-		return http.StatusConflict
-	case errors.Is(err, engine.ErrInvalid):
-		return http.StatusUnprocessableEntity
-	case errors.Is(err, engine.ErrUnauthorized):
-		return http.StatusUnauthorized
-	case errors.Is(err, engine.ErrForbidden):
-		return http.StatusForbidden
-	}
-	return http.StatusInternalServerError
 }
 
 // nameRule is the engine's rule for names; a name in a link is shown only if it

@@ -145,8 +145,8 @@ func TestCreateRefusedKeepsWhatWasTypedAndShowsTheEnginesMessage(t *testing.T) {
 	}
 	rec := e.post(alice, "/servers", form)
 	page := rec.Body.String()
-	if rec.Code != http.StatusUnprocessableEntity {
-		t.Errorf("bad name: %d, want 422", rec.Code)
+	if rec.Code != http.StatusBadRequest {
+		t.Errorf("bad name: %d, want 400", rec.Code)
 	}
 	mustContain(t, "the form after a refusal", page,
 		`id="form-error"`, "create server &#34;Web Server&#34;: invalid: a name is 2 to 64 characters",
@@ -254,8 +254,8 @@ func TestActionsFollowTheState(t *testing.T) {
 func TestRefusedActionShowsTheEnginesMessage(t *testing.T) {
 	e := newEnv(t)
 	rec := e.post(alice, "/servers/s-1/start", nil)
-	if rec.Code != http.StatusUnprocessableEntity {
-		t.Errorf("starting a running server: %d, want 422", rec.Code)
+	if rec.Code != http.StatusBadRequest {
+		t.Errorf("starting a running server: %d, want 400", rec.Code)
 	}
 	mustContain(t, "the refusal", rec.Body.String(), `id="problem"`, "start server &#34;s-1&#34;: invalid: it is running", `data-state="running"`)
 
