@@ -35,12 +35,12 @@ func rsync(ctx context.Context, src, dst string, total int64, progress func(done
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 10 * time.Second
-	cmd.Stdout = &lineWriter{fn: func(line string) {
+	cmd.Stdout = &hostcmd.LineWriter{Fn: func(line string) {
 		if done, ok := parseRsyncProgress(line); ok {
 			progress(min(done, total), total)
 		}
 	}}
-	var stderr tailBuffer
+	var stderr hostcmd.Tail
 	cmd.Stderr = &stderr
 	p, err := hostcmd.Start(cmd)
 	if err != nil {
@@ -53,7 +53,7 @@ func rsync(ctx context.Context, src, dst string, total int64, progress func(done
 		return ctx.Err()
 	}
 	if err != nil {
-		return fmt.Errorf("rsync: %w: %s", err, stderr.lastLine())
+		return fmt.Errorf("rsync: %w: %s", err, stderr.LastLine())
 	}
 	return nil
 }
@@ -76,48 +76,6 @@ func parseRsyncProgress(line string) (int64, bool) {
 	}, f[0])
 	n, err := strconv.ParseInt(digits, 10, 64)
 	return n, err == nil
-}
-
-// lineWriter calls fn for each line of what is written to it, lines ending in \n or
-// \r (progress meters rewrite their line with \r).
-type lineWriter struct {
-	fn  func(string)
-	buf []byte
-}
-
-func (w *lineWriter) Write(p []byte) (int, error) {
-	for _, b := range p {
-		if b == '\r' || b == '\n' {
-			if len(w.buf) > 0 {
-				w.fn(string(w.buf))
-				w.buf = w.buf[:0]
-			}
-			continue
-		}
-		if len(w.buf) < 4096 {
-			w.buf = append(w.buf, b)
-		}
-	}
-	return len(p), nil
-}
-
-// tailBuffer keeps the last few KiB written to it: enough for an error message.
-type tailBuffer struct{ b []byte }
-
-func (t *tailBuffer) Write(p []byte) (int, error) {
-	t.b = append(t.b, p...)
-	if len(t.b) > 8192 {
-		t.b = append([]byte(nil), t.b[len(t.b)-4096:]...)
-	}
-	return len(p), nil
-}
-
-func (t *tailBuffer) lastLine() string {
-	s := strings.TrimSpace(string(t.b))
-	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
-		s = s[i+1:]
-	}
-	return s
 }
 
 // waitGroupGone waits (at most max) until no live process is left in process group

@@ -128,14 +128,14 @@ func (t Tool) stream(ctx context.Context, op string, progress func(float64), arg
 	cmd := exec.CommandContext(ctx, t.bin(), args...)
 	cmd.WaitDelay = 10 * time.Second
 	last := -1.0
-	cmd.Stdout = &lineWriter{fn: func(line string) {
+	cmd.Stdout = &hostcmd.LineWriter{Fn: func(line string) {
 		f, ok := parseProgress(line)
 		if ok && f > last {
 			last = f
 			progress(f)
 		}
 	}}
-	var stderr tailBuffer
+	var stderr hostcmd.Tail
 	cmd.Stderr = &stderr
 	p, err := hostcmd.Start(cmd)
 	if err != nil {
@@ -146,7 +146,7 @@ func (t Tool) stream(ctx context.Context, op string, progress func(float64), arg
 		return fmt.Errorf("%s: %w", op, ctx.Err())
 	}
 	if err != nil {
-		err = fmt.Errorf("%s %s: %w: %s", t.bin(), strings.Join(args, " "), err, stderr.lastLine())
+		err = fmt.Errorf("%s %s: %w: %s", t.bin(), strings.Join(args, " "), err, stderr.LastLine())
 		return explain(op, err, stderr.String())
 	}
 	if last < 1 {
@@ -171,48 +171,4 @@ func parseProgress(line string) (float64, bool) {
 		return 0, false
 	}
 	return v / 100, true
-}
-
-// lineWriter calls fn for each line written to it, lines ending in \n or \r (a
-// progress meter rewrites its line with \r).
-type lineWriter struct {
-	fn  func(string)
-	buf []byte
-}
-
-func (w *lineWriter) Write(p []byte) (int, error) {
-	for _, b := range p {
-		if b == '\r' || b == '\n' {
-			if len(w.buf) > 0 {
-				w.fn(string(w.buf))
-				w.buf = w.buf[:0]
-			}
-			continue
-		}
-		if len(w.buf) < 4096 {
-			w.buf = append(w.buf, b)
-		}
-	}
-	return len(p), nil
-}
-
-// tailBuffer keeps the last few KiB written to it: enough for an error message.
-type tailBuffer struct{ b []byte }
-
-func (t *tailBuffer) Write(p []byte) (int, error) {
-	t.b = append(t.b, p...)
-	if len(t.b) > 8192 {
-		t.b = append([]byte(nil), t.b[len(t.b)-4096:]...)
-	}
-	return len(p), nil
-}
-
-func (t *tailBuffer) String() string { return string(t.b) }
-
-func (t *tailBuffer) lastLine() string {
-	s := strings.TrimSpace(string(t.b))
-	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
-		s = s[i+1:]
-	}
-	return s
 }
