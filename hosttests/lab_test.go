@@ -48,6 +48,7 @@ type lab struct {
 	// domains are the libvirt UUIDs of servers made, destroyed in cleanup.
 	mu      sync.Mutex
 	domains map[string]bool
+	mods    []func(*engine.Config)
 }
 
 // image is the cached test image (do not change it).
@@ -75,8 +76,9 @@ func testImage(t *testing.T) string {
 	return image.path
 }
 
-// newLab opens an engine in dir (a new temp folder when empty) and serves its API.
-func newLab(t *testing.T, dir string) *lab {
+// newLab opens an engine in dir (a new temp folder when empty) and serves its API;
+// mods change the engine's configuration.
+func newLab(t *testing.T, dir string, mods ...func(*engine.Config)) *lab {
 	t.Helper()
 	testutil.RequireRoot(t)
 	testutil.RequireProgram(t, "qemu-img")
@@ -90,7 +92,7 @@ func newLab(t *testing.T, dir string) *lab {
 		os.Chmod(filepath.Dir(dir), 0o711)
 		os.Chmod(dir, 0o711)
 	}
-	l := &lab{t: t, dir: dir, consoles: filepath.Join(dir, "consoles"), logs: filepath.Join(dir, "console-logs"), domains: map[string]bool{}}
+	l := &lab{t: t, dir: dir, mods: mods, consoles: filepath.Join(dir, "consoles"), logs: filepath.Join(dir, "console-logs"), domains: map[string]bool{}}
 	if err := virt.PrepareDirs(l.consoles, l.logs); err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +104,7 @@ func newLab(t *testing.T, dir string) *lab {
 func (l *lab) open() {
 	t := l.t
 	logger := slog.New(slog.NewTextHandler(testLog{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	e, err := engine.Open(context.Background(), engine.Config{
+	cfg := engine.Config{
 		StateDir:      l.dir,
 		URL:           "https://cairn.test",
 		LANURL:        "https://127.0.0.1",
@@ -117,7 +119,11 @@ func (l *lab) open() {
 		Console: func(n engine.Node, uuid string, kind console.Kind) console.Target {
 			return console.LocalTarget(l.consoles, l.logs, uuid, kind)
 		},
-	})
+	}
+	for _, m := range l.mods {
+		m(&cfg)
+	}
+	e, err := engine.Open(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

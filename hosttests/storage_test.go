@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -150,4 +151,51 @@ func TestBtrfsPoolSnapshotsAndBackups(t *testing.T) {
 	l.must(200, "DELETE", "/servers/"+s2.ID+"?disks=delete", nil, nil)
 	l.must(204, "DELETE", "/backups/"+bk.ID, nil, nil)
 	l.must(204, "DELETE", fmt.Sprintf("/pools/%d", p.ID), nil, nil)
+}
+
+// TestDailySnapshots: a btrfs pool with a daily snapshot time gets one snapshot a day
+// once that time has passed, keeps the last N daily ones, and never prunes a
+// snapshot taken by hand.
+func TestDailySnapshots(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Date(2026, 3, 1, 1, 0, 0, 0, time.Local)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	set := func(t time.Time) { mu.Lock(); now = t; mu.Unlock() }
+	l := newLab(t, "", func(c *engine.Config) { c.Now = clock })
+	testutil.RequireProgram(t, "mkfs.btrfs")
+	dev := loopDevice(t, 512<<20)
+	var p engine.Pool
+	l.must(201, "POST", "/pools", engine.PoolRequest{Name: "daily", Driver: "btrfs", Device: dev, ConfirmFormat: dev, SnapshotAt: "02:00", SnapshotKeep: 2}, &p)
+	t.Cleanup(func() { exec.Command("umount", p.Path).Run() })
+	var manual engine.PoolSnapshot
+	l.must(201, "POST", fmt.Sprintf("/pools/%d/snapshots", p.ID), nil, &manual)
+	list := func() (daily []string, byHand int) {
+		var out struct{ Items []engine.PoolSnapshot }
+		l.must(200, "GET", fmt.Sprintf("/pools/%d/snapshots", p.ID), nil, &out)
+		for _, s := range out.Items {
+			if s.Daily {
+				daily = append(daily, s.Name)
+			} else {
+				byHand++
+			}
+		}
+		return
+	}
+	l.e.CheckSchedules(t.Context())
+	if d, _ := list(); len(d) != 0 {
+		t.Fatalf("at 01:00 the pool has daily snapshots %v, want none before 02:00", d)
+	}
+	for day := range 4 {
+		set(time.Date(2026, 3, 2+day, 2, 1, 0, 0, time.Local))
+		l.e.CheckSchedules(t.Context())
+		l.e.CheckSchedules(t.Context())
+		want := []string{}
+		for d := max(0, day-1); d <= day; d++ {
+			want = append(want, fmt.Sprintf("daily-202603%02d", 2+d))
+		}
+		daily, byHand := list()
+		if strings.Join(daily, " ") != strings.Join(want, " ") || byHand != 1 {
+			t.Fatalf("day %d: daily %v and %d by hand, want %v and 1", day+1, daily, byHand, want)
+		}
+	}
 }

@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -89,5 +90,49 @@ func TestScheduledBackups(t *testing.T) {
 	}
 	if op, err := te.Operation(ctx, u, manual.ID); err != nil || op.State != OpSucceeded {
 		t.Fatalf("manual backup: %+v %v", op, err)
+	}
+}
+
+// TestCancelCopy: a full copy canceled while it runs ends canceled, and neither the
+// new image nor its file is left behind.
+func TestCancelCopy(t *testing.T) {
+	testutil.RequireProgram(t, "qemu-img")
+	testutil.RequireProgram(t, "rsync")
+	te := openTest(t, "", nil)
+	u := te.admin(t)
+	ctx := context.Background()
+	// A big sparse raw image: rsync reads every hole, so the copy takes seconds.
+	im, err := te.CreateImage(ctx, u, ImageRequest{Name: "big", Format: "raw", Size: 8 << 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	linked := false
+	_, op, err := te.CloneImage(ctx, u, im.ID, CloneRequest{Name: "copy", Linked: &linked})
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	got, err := te.CancelOperation(ctx, u, op.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.State != OpCanceled {
+		t.Fatalf("after cancel the copy is %s (%s), want canceled", got.State, got.Error)
+	}
+	images, err := te.Images(ctx, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(images) != 1 || images[0].ID != im.ID || images[0].State != ImageReady {
+		t.Fatalf("after a canceled copy the images are %+v, want only the source, ready", images)
+	}
+	entries, _ := os.ReadDir(filepath.Dir(im.Path))
+	for _, e := range entries {
+		if e.Name() != filepath.Base(im.Path) {
+			t.Errorf("a canceled copy left %s in the pool", e.Name())
+		}
+	}
+	if _, err := te.CancelOperation(ctx, u, op.ID); err == nil {
+		t.Error("canceling an ended operation again was not refused")
 	}
 }
