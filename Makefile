@@ -14,7 +14,7 @@ LDFLAGS    := -s -w -X github.com/cairn-os/cairn/supervisor.Version=$(VERSION)
 
 export CAIRN_CACHE := $(CACHE)
 
-.PHONY: all deps assets generate build initramfs iso run test check libvirtd test-go test-qemu bench lock clean
+.PHONY: bench-storage all deps assets generate build initramfs iso run test check libvirtd test-go test-qemu bench lock clean
 
 all: iso
 
@@ -96,6 +96,10 @@ test-go:
 test-qemu:
 	@mkdir -p $(BUILD)
 	CAIRN_ISO=$(CURDIR)/$(BUILD)/cairn.iso $(GO) test -count=1 -p 1 -timeout 40m -v ./qemu-tests/... 2>&1 | tee $(BUILD)/qemu-tests.log | grep --line-buffered -E '^(=== RUN|--- |PASS|FAIL|ok |panic)|_test.go:'; exit $${PIPESTATUS[0]}
+
+## bench-storage: the servers and images figures in docs/benchmarks.md (root, libvirtd).
+bench-storage: deps libvirtd
+	$(GO) run ./bench/storage -out docs/benchmarks.md
 
 ## bench: the side-by-side figures in docs/benchmarks.md.
 bench: iso

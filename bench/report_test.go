@@ -105,3 +105,19 @@ func TestParseMeminfo(t *testing.T) {
 		t.Error("parseMeminfo accepted text without MemTotal")
 	}
 }
+
+func TestKeepSections(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "b.md")
+	old := "# old boot figures\n\n<!-- storage:begin -->\n## Servers\nfigures\n<!-- storage:end -->\n"
+	if err := os.WriteFile(path, []byte(old), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	got := keepSections(path, "# new boot figures\n")
+	want := "# new boot figures\n\n<!-- storage:begin -->\n## Servers\nfigures\n<!-- storage:end -->\n"
+	if got != want {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+	if got := keepSections(filepath.Join(t.TempDir(), "none.md"), "x\n"); got != "x\n" {
+		t.Fatalf("without an old report: %q", got)
+	}
+}

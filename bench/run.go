@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/cairn-os/cairn/qemu-tests/vm"
@@ -133,7 +134,7 @@ func run(ctx context.Context, logger *slog.Logger, o options) error {
 	}
 	rep.Machine.LoadEnd = loadAverage()
 
-	if err := os.WriteFile(o.out, []byte(rep.Markdown()), 0o644); err != nil {
+	if err := os.WriteFile(o.out, []byte(keepSections(o.out, rep.Markdown())), 0o644); err != nil {
 		return fmt.Errorf("write report: %w", err)
 	}
 	logger.Info("report written", "path", o.out)
@@ -150,4 +151,33 @@ func reachedErr(s Sample, err error) error {
 		return fmt.Errorf("not reached")
 	}
 	return err
+}
+
+// keepSections appends to md the sections other benchmarks wrote into the report
+// (between "<!-- name:begin -->" and "<!-- name:end -->", such as bench/storage's),
+// so that this run replaces only its own figures.
+func keepSections(path, md string) string {
+	old, err := os.ReadFile(path)
+	if err != nil {
+		return md
+	}
+	rest := string(old)
+	for {
+		i := strings.Index(rest, "<!-- ")
+		if i < 0 {
+			return md
+		}
+		name, _, ok := strings.Cut(rest[i+5:], ":begin -->")
+		if !ok || strings.ContainsAny(name, " \n") {
+			rest = rest[i+5:]
+			continue
+		}
+		end := "<!-- " + name + ":end -->"
+		j := strings.Index(rest[i:], end)
+		if j < 0 {
+			return md
+		}
+		md = strings.TrimRight(md, "\n") + "\n\n" + rest[i:i+j+len(end)] + "\n"
+		rest = rest[i+j+len(end):]
+	}
 }
