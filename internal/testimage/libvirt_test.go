@@ -72,7 +72,9 @@ func TestLibvirt(t *testing.T) {
 	}
 	t.Cleanup(func() { l.Disconnect() })
 
-	for _, bus := range []string{"virtio", "scsi", "ide"} {
+	// The engine's host tests (hosttests) boot this image through libvirt on every
+	// bus; here one bus shows the image's own contract under libvirt.
+	for _, bus := range []string{"virtio"} {
 		t.Run(bus, func(t *testing.T) {
 			// libvirt's qemu runs as libvirt-qemu: its folder must be open to it, and
 			// the disk a copy (the cache's folder under /root is not).
