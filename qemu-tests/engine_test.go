@@ -86,11 +86,32 @@ func TestEngine(t *testing.T) {
 		}
 	})
 
+	// A second compute node, for live migration; it boots while the first one runs
+	// a server.
+	mac2 := lab.ComputeMAC(1)
+	id2 := engineapi.NodeID(mac2)
+	if _, err := l.StartCompute(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+
+	master := ""
 	t.Run("ServerOnComputeNode", func(t *testing.T) {
 		if !joined {
 			t.Skip("the compute node never became ready")
 		}
-		serverOnComputeNode(t, ctx, l, id)
+		master = serverOnComputeNode(t, ctx, l, id)
+	})
+
+	t.Run("ServerMigratesLive", func(t *testing.T) {
+		if master == "" {
+			t.Skip("no master image on pool 0")
+		}
+		wctx, cancel := context.WithTimeout(ctx, nodeReadyTimeout)
+		defer cancel()
+		if _, _, err := l.WaitNode(wctx, mac2, "ready"); err != nil {
+			fatal(t, l, err)
+		}
+		serverMigrates(t, ctx, l, master, id, id2)
 	})
 
 	t.Run("KilledLibvirtdRestarts", func(t *testing.T) {
@@ -212,7 +233,7 @@ func service(ctx context.Context, l *lab.Lab, name string) (engineapi.Service, e
 // serverOnComputeNode runs a server on the PXE-booted compute node from a child on
 // the node's local storage whose master is on pool 0, which the node mounts from the
 // admin over NFS, and reads the guest's serial console through the admin.
-func serverOnComputeNode(t *testing.T, ctx context.Context, l *lab.Lab, node string) {
+func serverOnComputeNode(t *testing.T, ctx context.Context, l *lab.Lab, node string) string {
 	repo, err := testimage.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
@@ -270,6 +291,58 @@ func serverOnComputeNode(t *testing.T, ctx context.Context, l *lab.Lab, node str
 		t.Fatalf("the console shows uuid %v, want the server's %s", m, s.UUID)
 	}
 	t.Logf("the guest on the compute node was ready %s after its start", time.Since(start).Round(time.Second))
+	if err := l.API.Do(ctx, "POST", "/servers/"+s.ID+"/stop", nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	return master
+}
+
+// serverMigrates runs a server from a child on pool 0 (shared over NFS) on compute
+// node from, moves it live to node to, and types on its serial console there: the
+// guest answers, so it kept running through the move.
+func serverMigrates(t *testing.T, ctx context.Context, l *lab.Lab, master, from, to string) {
+	ctx, cancel := context.WithTimeout(ctx, 12*time.Minute)
+	defer cancel()
+	type server struct{ ID, UUID, Node, State string }
+	var s server
+	req := map[string]any{"name": "mover", "vcpus": 1, "memory_mib": 128, "lock_node": from, "start": true,
+		"disks": []map[string]any{{"image": master, "clone": true}}}
+	if err := l.API.Do(ctx, "POST", "/servers", req, &s); err != nil {
+		fatal(t, l, err)
+	}
+	if s.Node != from || s.State != "running" {
+		t.Fatalf("the server is %s on %q, want running on %s", s.State, s.Node, from)
+	}
+	if out, err := l.API.Serial(ctx, s.ID, regexp.MustCompile(`cairn-test: ready`)); err != nil {
+		fatal(t, l, fmt.Errorf("%w; the console showed:\n%s", err, out))
+	}
+	if err := l.API.Do(ctx, "PATCH", "/servers/"+s.ID, map[string]string{"lock_node": ""}, nil); err != nil {
+		t.Fatal(err)
+	}
+	var op struct{ ID, State, Error string }
+	if err := l.API.Do(ctx, "POST", "/servers/"+s.ID+"/migrate", map[string]string{"node": to}, &op); err != nil {
+		fatal(t, l, err)
+	}
+	start := time.Now()
+	for op.State == "running" || op.State == "" {
+		if err := l.API.Do(ctx, "GET", "/operations/"+op.ID+"?wait=30s", nil, &op); err != nil {
+			fatal(t, l, err)
+		}
+	}
+	if op.State != "succeeded" {
+		fatal(t, l, fmt.Errorf("migration %s: %s", op.State, op.Error))
+	}
+	t.Logf("migrated %s → %s in %s", from, to, time.Since(start).Round(time.Second))
+	if err := l.API.Do(ctx, "GET", "/servers/"+s.ID, nil, &s); err != nil {
+		t.Fatal(err)
+	}
+	if s.Node != to || s.State != "running" {
+		t.Fatalf("after the migration the server is %s on %q, want running on %s", s.State, s.Node, to)
+	}
+	out, err := l.API.SerialType(ctx, s.ID, "echo moved-$((6*7))\n", regexp.MustCompile(`moved-42`))
+	if err != nil {
+		fatal(t, l, fmt.Errorf("the guest does not answer on %s after the migration: %w; the console showed:\n%s", to, err, out))
+	}
 	if err := l.API.Do(ctx, "POST", "/servers/"+s.ID+"/stop", nil, nil); err != nil {
 		t.Fatal(err)
 	}

@@ -22,6 +22,15 @@ func mountPools(ctx context.Context, logger *slog.Logger, adminURL string, resp 
 		log.Error("admin url", "err", err)
 		return
 	}
+	// An NFSv4 server tells its clients apart by a client ID made from the host
+	// name; nodes booted from the same image share "cairn-compute", and the server
+	// would take two nodes for one, mixing up their opens and locks (qemu's image
+	// locks). Give each node its own ID before it mounts anything.
+	if id, err := machineID(); err == nil {
+		if err := os.WriteFile("/sys/module/nfs/parameters/nfs4_unique_id", []byte(id), 0o644); err != nil {
+			log.Warn("nfs client id", "err", err)
+		}
+	}
 	if resp.LocalDir != "" {
 		if err := os.MkdirAll(resp.LocalDir, 0o755); err != nil {
 			log.Error("local storage", "dir", resp.LocalDir, "err", err)

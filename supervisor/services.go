@@ -2,13 +2,15 @@ package supervisor
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
-	"github.com/cairn-os/cairn/supervisor/engine"
 	"net/netip"
 	"os"
 	"sort"
 	"strings"
 
+	"github.com/cairn-os/cairn/supervisor/engine"
 	"github.com/cairn-os/cairn/supervisor/service"
 	"golang.org/x/sys/unix"
 )
@@ -31,10 +33,39 @@ func libvirtServices() []service.Spec {
 				for _, s := range []string{"/run/libvirt/libvirt-sock", "/run/libvirt/libvirt-sock-ro", "/run/libvirt/libvirt-admin-sock"} {
 					os.Remove(s)
 				}
-				return mkdirs("/run/libvirt")
+				if err := mkdirs("/run/libvirt", "/etc/libvirt"); err != nil {
+					return err
+				}
+				if _, err := machineID(); err != nil {
+					return err
+				}
+				// libvirt refuses to migrate between two hosts with the same UUID, and
+				// identical machines (or VMs) often share their SMBIOS UUID: take the
+				// machine ID, which is made fresh on every boot of a node.
+				return os.WriteFile("/etc/libvirt/libvirtd.conf", []byte(libvirtdConf), 0o644)
 			},
 		},
 	}
+}
+
+// libvirtdConf is /etc/libvirt/libvirtd.conf on the nodes.
+const libvirtdConf = `# Written by the Cairn supervisor; changes are overwritten.
+host_uuid_source = "machine-id"
+`
+
+// machineID returns /etc/machine-id, making a random one first when it is missing
+// or empty: nodes run from RAM and each boot is a new machine to libvirt and NFS.
+func machineID() (string, error) {
+	if b, err := os.ReadFile("/etc/machine-id"); err == nil && len(strings.TrimSpace(string(b))) == 32 {
+		return strings.TrimSpace(string(b)), nil
+	}
+	b := make([]byte, 16)
+	rand.Read(b)
+	id := hex.EncodeToString(b)
+	if err := os.WriteFile("/etc/machine-id", []byte(id+"\n"), 0o444); err != nil {
+		return "", fmt.Errorf("write /etc/machine-id: %w", err)
+	}
+	return id, nil
 }
 
 // nfsServices are the kernel NFS server's helpers, NFSv4 only (nfs-utils 2.6 has no v2 at all, and v3 needs rpcbind), so that no rpcbind is

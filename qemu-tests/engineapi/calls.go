@@ -102,6 +102,11 @@ func (c *Client) Upload(ctx context.Context, path, name, format string) (string,
 // Serial reads server id's serial console (history, then live output) through the
 // API's websocket until re matches what arrived, or ctx ends; it returns the output.
 func (c *Client) Serial(ctx context.Context, id string, re *regexp.Regexp) (string, error) {
+	return c.SerialType(ctx, id, "", re)
+}
+
+// SerialType is Serial that also types input on the console once it is open.
+func (c *Client) SerialType(ctx context.Context, id, input string, re *regexp.Regexp) (string, error) {
 	hc, err := c.longClient()
 	if err != nil {
 		return "", err
@@ -115,6 +120,11 @@ func (c *Client) Serial(ctx context.Context, id string, re *regexp.Regexp) (stri
 		return "", fmt.Errorf("serial console of %s: %w", id, err)
 	}
 	defer conn.CloseNow()
+	if input != "" {
+		if err := conn.Write(ctx, websocket.MessageBinary, []byte(input)); err != nil {
+			return "", fmt.Errorf("serial console of %s: type: %w", id, err)
+		}
+	}
 	var got bytes.Buffer
 	for !re.Match(got.Bytes()) {
 		_, data, err := conn.Read(ctx)
