@@ -148,20 +148,33 @@ func holdOpen(t *testing.T, path string, f Format) {
 	t.Helper()
 	testutil.RequireProgram(t, "qemu-io")
 	cmd := exec.Command("qemu-io", "-f", f.QemuName(), "-c", "sleep 600000", path)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
 	t.Cleanup(func() {
 		cmd.Process.Kill()
-		cmd.Wait()
+		<-exited
 	})
-	for range 500 {
+	// A loaded machine can take a while to start qemu-io: wait for the lock by the
+	// clock, and give up at once if qemu-io died.
+	deadline := time.Now().Add(90 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case err := <-exited:
+			exited <- err
+			t.Fatalf("qemu-io exited before it took the lock on %s: %v: %s", path, err, out.String())
+		default:
+		}
 		// Without -U, qemu-img info fails while another process holds the lock.
-		out, err := exec.Command("qemu-img", "info", path).CombinedOutput()
-		if err != nil && strings.Contains(string(out), "lock") {
+		o, err := exec.Command("qemu-img", "info", path).CombinedOutput()
+		if err != nil && strings.Contains(string(o), "lock") {
 			return
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond)
 	}
-	t.Fatalf("qemu-io did not take the lock on %s", path)
+	t.Fatalf("qemu-io did not take the lock on %s within 90 s", path)
 }
