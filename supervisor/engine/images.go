@@ -361,7 +361,8 @@ func (e *Engine) UploadChunk(ctx context.Context, u User, id string, offset int6
 	})
 	im.Upload.Offset = have
 	if copyErr != nil {
-		return im, fmt.Errorf("%s: interrupted at byte %d: %w", op, have, copyErr)
+		// The client is probably gone; if not, 409 tells it where to resume.
+		return im, fmt.Errorf("%s: %w: the chunk was cut off (%v); the upload is at byte %d, resume from there", op, ErrConflictOffset, copyErr, have)
 	}
 	if have < im.Upload.Size {
 		return im, nil
