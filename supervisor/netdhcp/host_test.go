@@ -1,0 +1,228 @@
+package netdhcp
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cairn-os/cairn/internal/testutil"
+	"github.com/insomniacslk/dhcp/dhcpv4"
+	"github.com/insomniacslk/dhcp/dhcpv4/server4"
+	"github.com/vishvananda/netns"
+)
+
+// link is a test network made only of namespaces: a bridge with the gateway address in
+// namespace srv, and a veth whose other end (cliIf, with a chosen MAC) is in namespace
+// cli, the way a guest's tap would hang off the bridge. Nothing in the test process's
+// own namespace changes.
+type link struct {
+	srv, cli string
+	bridge   string
+	cliIf    string
+}
+
+func ipCmd(t *testing.T, args ...string) {
+	t.Helper()
+	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+		t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+	}
+}
+
+func newLink(t *testing.T, gateway string, mac net.HardwareAddr) *link {
+	t.Helper()
+	testutil.RequireRoot(t)
+	testutil.RequireProgram(t, "ip")
+	l := &link{srv: testutil.Name("cairn-dhs-"), cli: testutil.Name("cairn-dhc-"), bridge: "br0", cliIf: "eth0"}
+	ipCmd(t, "netns", "add", l.srv)
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", l.srv).Run() })
+	ipCmd(t, "netns", "add", l.cli)
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", l.cli).Run() })
+	ipCmd(t, "-n", l.srv, "link", "add", l.bridge, "type", "bridge")
+	ipCmd(t, "-n", l.srv, "link", "add", "vsrv", "type", "veth", "peer", "name", l.cliIf, "netns", l.cli)
+	ipCmd(t, "-n", l.srv, "link", "set", "vsrv", "master", l.bridge)
+	ipCmd(t, "-n", l.srv, "addr", "add", gateway, "dev", l.bridge)
+	for _, dev := range []string{"lo", l.bridge, "vsrv"} {
+		ipCmd(t, "-n", l.srv, "link", "set", dev, "up")
+	}
+	ipCmd(t, "-n", l.cli, "link", "set", l.cliIf, "address", mac.String())
+	for _, dev := range []string{"lo", l.cliIf} {
+		ipCmd(t, "-n", l.cli, "link", "set", dev, "up")
+	}
+	return l
+}
+
+// listenIn opens the server's socket inside namespace name: a socket stays in the
+// namespace it was made in, so only its creation needs the thread switched.
+func listenIn(t *testing.T, name, iface string) *net.UDPConn {
+	t.Helper()
+	type result struct {
+		conn *net.UDPConn
+		err  error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			ch <- result{err: err}
+			return
+		}
+		defer orig.Close()
+		target, err := netns.GetFromName(name)
+		if err != nil {
+			ch <- result{err: err}
+			return
+		}
+		defer target.Close()
+		if err := netns.Set(target); err != nil {
+			ch <- result{err: err}
+			return
+		}
+		conn, err := server4.NewIPv4UDPConn(iface, &net.UDPAddr{Port: dhcpv4.ServerPort})
+		if netns.Set(orig) == nil {
+			// Only a thread back in its own namespace may serve other goroutines; on
+			// failure the locked thread ends with this goroutine.
+			runtime.UnlockOSThread()
+		}
+		ch <- result{conn, err}
+	}()
+	r := <-ch
+	if r.err != nil {
+		t.Fatalf("listen in namespace %s on %s: %v", name, iface, r.err)
+	}
+	return r.conn
+}
+
+// serveIn runs s inside the link's server namespace until the test ends.
+func serveIn(t *testing.T, l *link, s *Server) {
+	conn := listenIn(t, l.srv, l.bridge)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.serveConn(ctx, conn) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
+}
+
+const udhcpcScript = `#!/bin/sh
+if [ "$1" = bound ]; then
+	echo "ip=$ip"
+	echo "subnet=$subnet"
+	echo "router=$router"
+	echo "dns=$dns"
+	echo "hostname=$hostname"
+	echo "lease=$lease"
+	echo "staticroutes=$staticroutes"
+fi
+`
+
+// udhcpc runs busybox's DHCP client once on the link's client side and returns the
+// settings it was given, or nil when no server answered within about three seconds.
+func udhcpc(t *testing.T, l *link) map[string]string {
+	t.Helper()
+	testutil.RequireProgram(t, "busybox")
+	script := filepath.Join(t.TempDir(), "udhcpc.sh")
+	if err := os.WriteFile(script, []byte(udhcpcScript), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", l.cli,
+		"busybox", "udhcpc", "-i", l.cliIf, "-n", "-q", "-f", "-t", "3", "-T", "1", "-O", "staticroutes", "-s", script)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	if ctx.Err() != nil {
+		t.Fatalf("udhcpc did not finish: %s", stderr.String())
+	}
+	if err != nil {
+		t.Logf("udhcpc got no lease (%v): %s", err, stderr.String())
+		return nil
+	}
+	got := map[string]string{}
+	sc := bufio.NewScanner(&stdout)
+	for sc.Scan() {
+		if k, v, ok := strings.Cut(sc.Text(), "="); ok {
+			got[k] = v
+		}
+	}
+	return got
+}
+
+func TestHostRealClient(t *testing.T) {
+	mac := net.HardwareAddr{0x52, 0x54, 0x00, 0xc4, 0x1e, 0x07}
+	l := newLink(t, "10.7.3.1/24", mac)
+	cfg := Config{
+		Interface: l.bridge,
+		Prefix:    pfx("10.7.3.0/24"),
+		Gateway:   netip.MustParseAddr("10.7.3.1"),
+		DNS:       []netip.Addr{netip.MustParseAddr("10.7.3.1"), netip.MustParseAddr("9.9.9.9")},
+		Routes:    []Route{{Dest: pfx("172.16.0.0/12"), Via: netip.MustParseAddr("10.7.3.2")}},
+		LeaseTime: 30 * time.Minute,
+		Leases:    []Lease{{MAC: mac, IP: netip.MustParseAddr("10.7.3.10"), Hostname: "web-1"}},
+	}
+	s, err := New(cfg, quiet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	serveIn(t, l, s)
+
+	got := udhcpc(t, l)
+	if got == nil {
+		t.Fatal("known MAC got no lease")
+	}
+	want := map[string]string{
+		"ip":       "10.7.3.10",
+		"subnet":   "255.255.255.0",
+		"router":   "10.7.3.1",
+		"dns":      "10.7.3.1 9.9.9.9",
+		"hostname": "web-1",
+		"lease":    "1800",
+		// busybox prints option 121 as destination/bits router pairs.
+		"staticroutes": "172.16.0.0/12 10.7.3.2 0.0.0.0/0 10.7.3.1",
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("client got %s=%q, want %q", k, got[k], v)
+		}
+	}
+
+	// The same NIC with a new fixed address, without restarting the server.
+	if err := s.SetLeases([]Lease{{MAC: mac, IP: netip.MustParseAddr("10.7.3.42")}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := udhcpc(t, l); got == nil || got["ip"] != "10.7.3.42" || got["hostname"] != "" {
+		t.Errorf("after SetLeases the client got %v, want ip=10.7.3.42 and no hostname", got)
+	}
+
+	// Leases without this MAC: the client hears nothing.
+	if err := s.SetLeases([]Lease{{MAC: net.HardwareAddr{0x52, 0x54, 0, 0, 0, 9}, IP: netip.MustParseAddr("10.7.3.11")}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := udhcpc(t, l); got != nil {
+		t.Errorf("unknown MAC got a lease: %v", got)
+	}
+}
+
+func TestHostServeMissingInterface(t *testing.T) {
+	testutil.RequireRoot(t)
+	cfg := testConfig()
+	cfg.Interface = testutil.Name("nobr")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := Serve(ctx, cfg, quiet()); err == nil || !strings.Contains(err.Error(), "bridge exists") {
+		t.Errorf("Serve on a missing interface: err = %v, want one that says to check the bridge", err)
+	}
+}
