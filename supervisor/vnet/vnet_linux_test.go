@@ -1,0 +1,346 @@
+package vnet
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cairn-os/cairn/internal/testutil"
+	"github.com/vishvananda/netns"
+)
+
+// world is a small Cairn site made of network namespaces: admin A and node B joined by a
+// veth "LAN", an outside host O on A's uplink, and servers attached to the nodes'
+// bridges by veth pairs the way a guest's tap is.
+type world struct {
+	t       *testing.T
+	A, B, O string
+	servers map[string]string // server name -> namespace
+	stateA  State
+	stateB  State
+}
+
+var (
+	net1 = Network{ID: 1, Prefix: netip.MustParsePrefix("10.1.1.0/24")}
+	net2 = Network{ID: 2, Prefix: netip.MustParsePrefix("10.1.2.0/24")}
+)
+
+func ipCmd(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := exec.Command("ip", args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+func newNS(t *testing.T) string {
+	t.Helper()
+	name := testutil.Name("cvn-")
+	ipCmd(t, "netns", "add", name)
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", name).Run() })
+	ipCmd(t, "-n", name, "link", "set", "lo", "up")
+	return name
+}
+
+// veth joins nsA and nsB; the pair is made inside nsA, never in the test's namespace.
+func veth(t *testing.T, nsA, ifA, cidrA, nsB, ifB, cidrB string) {
+	t.Helper()
+	ipCmd(t, "-n", nsA, "link", "add", ifA, "type", "veth", "peer", "name", ifB, "netns", nsB)
+	if cidrA != "" {
+		ipCmd(t, "-n", nsA, "addr", "add", cidrA, "dev", ifA)
+	}
+	if cidrB != "" {
+		ipCmd(t, "-n", nsB, "addr", "add", cidrB, "dev", ifB)
+	}
+	ipCmd(t, "-n", nsA, "link", "set", ifA, "up")
+	ipCmd(t, "-n", nsB, "link", "set", ifB, "up")
+}
+
+func apply(t *testing.T, ns string, s State) {
+	t.Helper()
+	if err := applyErr(ns, s); err != nil {
+		t.Fatalf("apply in %s: %v", ns, err)
+	}
+}
+
+func applyErr(ns string, s State) error {
+	h, err := netns.GetFromName(ns)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	return (&Node{NS: h, Logger: slog.New(slog.DiscardHandler)}).Apply(context.Background(), s)
+}
+
+func newWorld(t *testing.T, mappings []Mapping) *world {
+	testutil.RequireRoot(t)
+	t.Parallel()
+	testutil.RequireProgram(t, "ip")
+	testutil.RequireProgram(t, "busybox")
+	w := &world{t: t, A: newNS(t), B: newNS(t), O: newNS(t), servers: map[string]string{}}
+	veth(t, w.A, "lan0", "192.168.77.1/24", w.B, "lan0", "192.168.77.2/24")
+	veth(t, w.A, "up0", "203.0.113.1/24", w.O, "eth0", "203.0.113.2/24")
+	ipCmd(t, "-n", w.O, "addr", "add", "203.0.113.3/24", "dev", "eth0")
+	gw1, gw2 := net1, net2
+	gw1.Gateway, gw2.Gateway = true, true
+	w.stateA = State{Underlay: "lan0", Peers: []netip.Addr{netip.MustParseAddr("192.168.77.2")},
+		Networks: []Network{gw1, gw2}, Uplink: "up0", Mappings: mappings}
+	w.stateB = State{Underlay: "lan0", Peers: []netip.Addr{netip.MustParseAddr("192.168.77.1")},
+		Networks: []Network{net1, net2}}
+	apply(t, w.A, w.stateA)
+	apply(t, w.B, w.stateB)
+	w.server("s1", w.A, net1, "10.1.1.11")
+	w.server("s2", w.B, net1, "10.1.1.12")
+	w.server("s3", w.A, net2, "10.1.2.11")
+	w.server("s4", w.B, net2, "10.1.2.12")
+	return w
+}
+
+// server makes a namespace with eth0 at addr, its peer enslaved to the node's bridge.
+func (w *world) server(name, node string, n Network, addr string) {
+	ns := newNS(w.t)
+	tap := "t" + name
+	veth(w.t, node, tap, "", ns, "eth0", addr+"/24")
+	ipCmd(w.t, "-n", node, "link", "set", tap, "master", BridgeName(n.ID))
+	ipCmd(w.t, "-n", ns, "route", "add", "default", "via", n.Prefix.Addr().Next().String())
+	w.servers[name] = ns
+}
+
+// ping reports whether ns reaches addr; a success is retried a few times for ARP and
+// FDB learning, so only a path that never works reports false.
+func ping(ns, addr string) bool {
+	for range 3 {
+		if exec.Command("ip", "netns", "exec", ns, "busybox", "ping", "-c", "1", "-W", "1", addr).Run() == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// serveHTTP answers with the client's address on addr inside ns.
+func serveHTTP(t *testing.T, ns, addr string) { serveTagged(t, ns, addr, "") }
+
+// serveTagged answers with tag followed by the client's address.
+func serveTagged(t *testing.T, ns, addr, tag string) {
+	t.Helper()
+	h, err := netns.GetFromName(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	var ln net.Listener
+	if err := inNS(h, func() (err error) { ln, err = net.Listen("tcp", addr); return err }); err != nil {
+		t.Fatalf("listen %s in %s: %v", addr, ns, err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host, _, _ := net.SplitHostPort(r.RemoteAddr)
+		fmt.Fprint(w, tag+host)
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+}
+
+// get fetches url from inside ns, from source address src if given, and returns the
+// body (the address the server saw) or the error.
+func get(ns, src, url string) (string, error) {
+	h, err := netns.GetFromName(ns)
+	if err != nil {
+		return "", err
+	}
+	defer h.Close()
+	d := &net.Dialer{Timeout: 2 * time.Second}
+	if src != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(src)}
+	}
+	c := &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{
+		DisableKeepAlives: true,
+		DialContext: func(ctx context.Context, network, addr string) (conn net.Conn, err error) {
+			err = inNS(h, func() error { conn, err = d.DialContext(ctx, network, addr); return err })
+			return conn, err
+		},
+	}}
+	resp, err := c.Get(url)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return string(b), err
+}
+
+func TestNetworksAcrossNodes(t *testing.T) {
+	w := newWorld(t, nil)
+	for _, tc := range []struct {
+		from, to string
+		want     bool
+	}{
+		{"s1", "10.1.1.12", true},  // net 1, node A -> node B over VXLAN
+		{"s2", "10.1.1.11", true},  // and back
+		{"s4", "10.1.2.11", true},  // net 2, node B -> node A
+		{"s1", "10.1.1.1", true},   // gateway on the admin
+		{"s2", "10.1.1.1", true},   // gateway across the LAN
+		{"s3", "10.1.1.12", false}, // net 2 -> net 1 through the admin's gateways
+		{"s4", "10.1.1.11", false},
+		{"s1", "10.1.2.11", false},
+		{"s2", "10.1.2.12", false},
+	} {
+		if got := ping(w.servers[tc.from], tc.to); got != tc.want {
+			t.Errorf("ping %s -> %s = %v, want %v", tc.from, tc.to, got, tc.want)
+		}
+	}
+
+	// A repeated Apply keeps the links (same index) and the reachability.
+	before := ipCmd(t, "-n", w.B, "-o", "link", "show", "cvx1")
+	apply(t, w.A, w.stateA)
+	apply(t, w.B, w.stateB)
+	if after := ipCmd(t, "-n", w.B, "-o", "link", "show", "cvx1"); strings.Fields(after)[0] != strings.Fields(before)[0] {
+		t.Errorf("second Apply re-created cvx1: %q then %q", before, after)
+	}
+	if !ping(w.servers["s1"], "10.1.1.12") {
+		t.Errorf("s1 no longer reaches s2 after a repeated Apply")
+	}
+}
+
+func TestMasquerade(t *testing.T) {
+	w := newWorld(t, nil)
+	serveHTTP(t, w.O, "203.0.113.2:8080")
+	for _, s := range []string{"s1", "s2", "s4"} {
+		got, err := get(w.servers[s], "", "http://203.0.113.2:8080/")
+		if err != nil {
+			t.Errorf("%s -> outside: %v", s, err)
+		} else if got != "203.0.113.1" {
+			t.Errorf("outside saw %s from %s, want the admin's uplink address 203.0.113.1", got, s)
+		}
+	}
+	if !ping(w.servers["s2"], "203.0.113.2") {
+		t.Errorf("s2 cannot ping the outside")
+	}
+	// The outside cannot route into the networks even with a route via the admin.
+	ipCmd(t, "-n", w.O, "route", "add", "10.0.0.0/8", "via", "203.0.113.1")
+	serveHTTP(t, w.servers["s1"], "10.1.1.11:8080")
+	if got, err := get(w.O, "", "http://10.1.1.11:8080/"); err == nil {
+		t.Errorf("outside reached an unmapped server directly (it saw %s)", got)
+	}
+}
+
+func TestMapping(t *testing.T) {
+	ports, err := ParsePorts("8080,203.0.113.3/32:8081")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ext := netip.MustParseAddr("203.0.113.10")
+	// s2 is on node B: mapped traffic crosses the LAN as well.
+	w := newWorld(t, []Mapping{{External: ext, Internal: netip.MustParseAddr("10.1.1.12"), Ports: ports}})
+	s2 := w.servers["s2"]
+	for _, p := range []string{"8080", "8081", "8082"} {
+		serveHTTP(t, s2, "10.1.1.12:"+p)
+	}
+	// A service of the admin itself must not answer on the external address either.
+	serveTagged(t, w.A, ":8082", "admin ")
+	for _, tc := range []struct {
+		src, port string
+		want      bool
+	}{
+		{"203.0.113.2", "8080", true},
+		{"203.0.113.3", "8080", true},
+		{"203.0.113.2", "8081", false}, // source not allowed
+		{"203.0.113.3", "8081", true},
+		{"203.0.113.2", "8082", false}, // port not listed
+		{"203.0.113.3", "8082", false},
+	} {
+		got, err := get(w.O, tc.src, "http://203.0.113.10:"+tc.port+"/")
+		if (err == nil) != tc.want {
+			t.Errorf("%s -> 203.0.113.10:%s: got %q, %v; want reachable=%v", tc.src, tc.port, got, err, tc.want)
+		} else if tc.want && got != tc.src {
+			t.Errorf("%s -> 203.0.113.10:%s: server saw %s, want the real source", tc.src, tc.port, got)
+		}
+	}
+	// Outbound from the mapped server leaves from the external address; others masquerade.
+	serveHTTP(t, w.O, "203.0.113.2:9090")
+	if got, err := get(s2, "", "http://203.0.113.2:9090/"); err != nil || got != ext.String() {
+		t.Errorf("outside saw mapped server as %q, %v; want %s", got, err, ext)
+	}
+	if got, err := get(w.servers["s1"], "", "http://203.0.113.2:9090/"); err != nil || got != "203.0.113.1" {
+		t.Errorf("outside saw unmapped server as %q, %v; want 203.0.113.1", got, err)
+	}
+
+	// Dropping the port list maps every port.
+	w.stateA.Mappings[0].Ports = nil
+	apply(t, w.A, w.stateA)
+	if got, err := get(w.O, "203.0.113.2", "http://203.0.113.10:8082/"); err != nil || got != "203.0.113.2" {
+		t.Errorf("all-ports mapping: 8082 gave %q, %v; want the server's answer 203.0.113.2", got, err)
+	}
+	// Removing the mapping removes the external address.
+	w.stateA.Mappings = nil
+	apply(t, w.A, w.stateA)
+	if out := ipCmd(t, "-n", w.A, "addr", "show", "dev", "up0"); strings.Contains(out, "203.0.113.10") {
+		t.Errorf("external address still on the uplink after the mapping went:\n%s", out)
+	}
+}
+
+func TestApplyEmptyRemovesEverything(t *testing.T) {
+	testutil.RequireProgram(t, "nft")
+	ext := netip.MustParseAddr("203.0.113.10")
+	w := newWorld(t, []Mapping{{External: ext, Internal: netip.MustParseAddr("10.1.1.11")}})
+	// Things that are not Cairn's must survive.
+	ipCmd(t, "-n", w.A, "link", "add", "keep0", "type", "veth", "peer", "name", "keep1")
+	ipCmd(t, "-n", w.A, "link", "add", "cbrx", "type", "bridge")
+	ipCmd(t, "-n", w.A, "addr", "add", "203.0.113.20/32", "dev", "up0")
+	nft := func(ns string, args ...string) string {
+		t.Helper()
+		out, err := exec.Command("ip", append([]string{"netns", "exec", ns, "nft"}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("nft %v: %v: %s", args, err, out)
+		}
+		return string(out)
+	}
+	nft(w.A, "add", "table", "inet", "other")
+	if out := nft(w.A, "list", "tables"); !strings.Contains(out, "inet cairn") {
+		t.Fatalf("table inet cairn missing after Apply:\n%s", out)
+	}
+
+	snapshot := func(ns string) string {
+		return ipCmd(t, "-n", ns, "-o", "link", "show") + ipCmd(t, "-n", ns, "-o", "addr", "show") + nft(ns, "list", "ruleset")
+	}
+	for _, ns := range []string{w.A, w.B} {
+		apply(t, ns, State{})
+		links := ipCmd(t, "-n", ns, "-o", "-d", "link", "show")
+		for _, l := range strings.Split(strings.TrimSpace(links), "\n") {
+			f := strings.Fields(l)
+			name := strings.TrimSuffix(strings.SplitN(f[1], "@", 2)[0], ":")
+			if strings.HasPrefix(name, "cbr") && name != "cbrx" || strings.HasPrefix(name, "cvx") || strings.Contains(l, "alias cairn") {
+				t.Errorf("link left in %s after empty Apply: %s", ns, l)
+			}
+		}
+		if out := nft(ns, "list", "tables"); strings.Contains(out, "cairn") {
+			t.Errorf("nftables table left in %s after empty Apply:\n%s", ns, out)
+		}
+		before := snapshot(ns)
+		apply(t, ns, State{})
+		if after := snapshot(ns); after != before {
+			t.Errorf("second empty Apply changed %s:\n%s\n---\n%s", ns, before, after)
+		}
+	}
+	addrs := ipCmd(t, "-n", w.A, "addr", "show", "dev", "up0")
+	if strings.Contains(addrs, ext.String()) {
+		t.Errorf("external address left on the uplink:\n%s", addrs)
+	}
+	if !strings.Contains(addrs, "203.0.113.20") {
+		t.Errorf("empty Apply removed an address that is not Cairn's:\n%s", addrs)
+	}
+	ipCmd(t, "-n", w.A, "link", "show", "keep0")
+	ipCmd(t, "-n", w.A, "link", "show", "cbrx")
+	ipCmd(t, "-n", w.A, "link", "show", "ts1") // a guest's tap survives its bridge
+	if out := nft(w.A, "list", "tables"); !strings.Contains(out, "inet other") {
+		t.Errorf("empty Apply removed a table that is not Cairn's:\n%s", out)
+	}
+}
