@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 
@@ -22,6 +23,9 @@ type nodeLink struct {
 
 // libvirt connects to node n's libvirtd.
 func (l *nodeLink) libvirt(ctx context.Context, n engine.Node) (*libvirt.Libvirt, error) {
+	if l.e == nil {
+		return nil, errors.New("the engine is still starting")
+	}
 	if n.ID == engine.LocalNodeID {
 		c, err := virt.DialLocal(ctx, libvirtSock)
 		if err != nil {
@@ -59,6 +63,9 @@ func (l *nodeLink) hypervisor(ctx context.Context, n engine.Node) (*virt.Conn, e
 func (l *nodeLink) console(n engine.Node, uuid string, kind console.Kind) console.Target {
 	if n.ID == engine.LocalNodeID {
 		return console.LocalTarget(l.consoleDir, l.logDir, uuid, kind)
+	}
+	if l.e == nil {
+		return console.Target{Dial: func(context.Context) (net.Conn, error) { return nil, errors.New("the engine is still starting") }}
 	}
 	cert, err := l.e.CA().ClientCertificate(agent.AdminCN)
 	if err != nil {

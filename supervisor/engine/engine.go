@@ -246,16 +246,9 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 		st.Close()
 		return nil, fmt.Errorf("open engine: %w", err)
 	}
-	nodes, err := store.List[Node](st, bucketNodes)
-	if err != nil {
-		st.Close()
-		return nil, fmt.Errorf("open engine: %w", err)
-	}
-	for _, n := range nodes {
-		if n.State != NodeDown {
-			e.ensureWatcher(n.ID)
-		}
-	}
+	// The watchers of the nodes' libvirt events start with each node's first
+	// heartbeat to this engine, not here: the callbacks in cfg may not be ready
+	// before Open returns.
 	e.log.Info("engine opened", "state", cfg.StateDir, "ca", ca.Fingerprint())
 	return e, nil
 }

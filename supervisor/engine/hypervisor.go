@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"time"
 
 	"github.com/cairn-os/cairn/supervisor/store"
@@ -57,6 +58,16 @@ func (e *Engine) ensureWatcher(id string) {
 	e.wg.Add(1)
 	go func() {
 		defer e.wg.Done()
+		defer func() {
+			// A bug in one node's watcher must not take the engine (PID 1) down;
+			// the node's next heartbeat starts a new one.
+			if r := recover(); r != nil {
+				e.log.Error("node watcher failed", "node", id, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+				e.watchMu.Lock()
+				delete(e.watching, id)
+				e.watchMu.Unlock()
+			}
+		}()
 		e.watch(id)
 	}()
 }
