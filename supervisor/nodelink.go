@@ -10,7 +10,6 @@ import (
 	"github.com/cairn-os/cairn/supervisor/console"
 	"github.com/cairn-os/cairn/supervisor/engine"
 	"github.com/cairn-os/cairn/supervisor/virt"
-	"github.com/digitalocean/go-libvirt"
 )
 
 // nodeLink is how the admin reaches nodes: its own libvirtd and consoles over unix
@@ -21,42 +20,34 @@ type nodeLink struct {
 	consoleDir, logDir string
 }
 
-// libvirt connects to node n's libvirtd.
-func (l *nodeLink) libvirt(ctx context.Context, n engine.Node) (*libvirt.Libvirt, error) {
+// hypervisor connects to node n's libvirtd: the admin's own over its unix socket, a
+// compute node's over mutual TLS through its agent.
+func (l *nodeLink) hypervisor(ctx context.Context, n engine.Node) (*virt.Conn, error) {
 	if l.e == nil {
 		return nil, errors.New("the engine is still starting")
 	}
 	if n.ID == engine.LocalNodeID {
-		c, err := virt.DialLocal(ctx, libvirtSock)
-		if err != nil {
-			return nil, err
-		}
-		return c.Libvirt(), nil
+		return virt.DialLocal(ctx, libvirtSock)
 	}
 	cert, err := l.e.CA().ClientCertificate(agent.AdminCN)
 	if err != nil {
 		return nil, err
 	}
-	return agent.DialLibvirt(ctx, net.JoinHostPort(n.Address, "16514"), agent.ClientTLS(cert, l.e.CA().Pool(), n.ID))
-}
-
-// probe reads node n's libvirt and QEMU versions.
-func (l *nodeLink) probe(ctx context.Context, n engine.Node) (string, error) {
-	lv, err := l.libvirt(ctx, n)
-	if err != nil {
-		return "", err
-	}
-	defer lv.Disconnect()
-	return agent.Describe(ctx, lv)
-}
-
-// hypervisor connects to node n's libvirtd for the engine's server work.
-func (l *nodeLink) hypervisor(ctx context.Context, n engine.Node) (*virt.Conn, error) {
-	lv, err := l.libvirt(ctx, n)
+	lv, err := agent.DialLibvirt(ctx, net.JoinHostPort(n.Address, "16514"), agent.ClientTLS(cert, l.e.CA().Pool(), n.ID))
 	if err != nil {
 		return nil, err
 	}
 	return virt.New(lv), nil
+}
+
+// probe reads node n's libvirt and QEMU versions.
+func (l *nodeLink) probe(ctx context.Context, n engine.Node) (string, error) {
+	c, err := l.hypervisor(ctx, n)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	return agent.Describe(ctx, c.Libvirt())
 }
 
 // console says how to reach a server's console on node n.

@@ -10,6 +10,7 @@ import (
 	"github.com/cairn-os/cairn/supervisor/filecopy"
 	"github.com/cairn-os/cairn/supervisor/qimg"
 	"github.com/cairn-os/cairn/supervisor/store"
+	"github.com/cairn-os/cairn/supervisor/virt"
 )
 
 // Work on image files: grow, convert, clone (linked or full), flatten, and the lock
@@ -252,10 +253,11 @@ func (e *Engine) cloneLinked(ctx context.Context, u User, m Image, req CloneRequ
 	child.VirtualSize = m.VirtualSize
 	backingFmt := qimg.Format(m.Format).QemuName()
 	if node != "" {
-		conn, err := e.hypervisor(ctx, node)
-		if err == nil {
-			child.Path, err = conn.LocalCreateChild(ctx, e.cfg.LocalDir, filepath.Base(child.Path), m.Path, backingFmt)
-		}
+		err := e.onNode(ctx, node, func(c *virt.Conn) error {
+			var err error
+			child.Path, err = c.LocalCreateChild(ctx, e.cfg.LocalDir, filepath.Base(child.Path), m.Path, backingFmt)
+			return err
+		})
 		if err != nil {
 			e.store.Delete(bucketImages, child.ID)
 			return Image{}, fmt.Errorf("%s on node %s: %w", op, node, err)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/cairn-os/cairn/supervisor/qimg"
 	"github.com/cairn-os/cairn/supervisor/store"
+	"github.com/cairn-os/cairn/supervisor/virt"
 )
 
 const bucketImages = "images"
@@ -261,11 +262,12 @@ func (e *Engine) ImageInfo(ctx context.Context, u User, id string) (ImageInfo, e
 		return ImageInfo{Image: im}, nil
 	}
 	if im.Node != "" {
-		conn, err := e.hypervisor(ctx, im.Node)
-		if err != nil {
-			return ImageInfo{}, err
-		}
-		capacity, alloc, err := conn.LocalInfo(ctx, e.cfg.LocalDir, filepath.Base(im.Path))
+		var capacity, alloc uint64
+		err := e.onNode(ctx, im.Node, func(c *virt.Conn) error {
+			var err error
+			capacity, alloc, err = c.LocalInfo(ctx, e.cfg.LocalDir, filepath.Base(im.Path))
+			return err
+		})
 		if err != nil {
 			return ImageInfo{}, fmt.Errorf("%s: %w", imageOp("inspect", id), err)
 		}
@@ -456,11 +458,9 @@ func (e *Engine) DeleteImage(ctx context.Context, u User, id string) error {
 
 func (e *Engine) removeImageFile(ctx context.Context, im Image) error {
 	if im.Node != "" {
-		conn, err := e.hypervisor(ctx, im.Node)
-		if err != nil {
-			return err
-		}
-		return conn.LocalDelete(ctx, e.cfg.LocalDir, filepath.Base(im.Path))
+		return e.onNode(ctx, im.Node, func(c *virt.Conn) error {
+			return c.LocalDelete(ctx, e.cfg.LocalDir, filepath.Base(im.Path))
+		})
 	}
 	if im.State == ImageUploading {
 		os.Remove(uploadPath(im))

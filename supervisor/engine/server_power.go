@@ -176,11 +176,11 @@ func (e *Engine) action(ctx context.Context, u User, id, verb string, stopped bo
 	if err != nil {
 		return Server{}, err
 	}
-	if stopped {
-		e.setStopped(s.ID, true)
-	}
 	if err := e.onNode(ctx, s.Node, func(c *virt.Conn) error { return fn(c, s.UUID) }); err != nil {
 		return Server{}, fmt.Errorf("%s: %w", op, virtErr(err))
+	}
+	if stopped {
+		e.setStopped(s.ID, true)
 	}
 	e.log.Info("server action", "server", s.ID, "action", verb, "by", u.Name)
 	return e.Server(ctx, u, s.ID)
