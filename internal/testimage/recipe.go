@@ -9,7 +9,7 @@ import (
 // recipeVersion names the way the image is put together. Change it when build.go
 // changes what ends up on the disk in a way the texts below do not show (layout, file
 // names, compression), so that cached images made the old way are not reused.
-const recipeVersion = "cairn-testimage-1"
+const recipeVersion = "cairn-testimage-2"
 
 // Label is the FAT volume label of the test disk; the guest finds its disk by it.
 const Label = "CAIRNTEST"
@@ -64,7 +64,9 @@ LABEL cairn
 
 // initScript is the guest's /init. It prints the lines of MarkerLine and ReadyLine,
 // and only prints "ready" once acpid holds the power button's event device, so that a
-// power-down sent after "ready" is never lost. It ends by becoming busybox init, which
+// power-down sent after "ready" is never lost. Each network card gets a NICLine and a
+// DHCP client, at boot and when it is hot-plugged later (a background loop looks each
+// second), and a NICGoneLine when it is pulled. It ends by becoming busybox init, which
 // reaps orphans and keeps a shell on each console, so PID 1 never exits.
 func initScript() string {
 	return `#!/bin/sh
@@ -132,13 +134,48 @@ else
 	host=none
 fi
 
+# nics lists the network cards as " name@mac ... ", the MAC address to tell a card
+# that went from one that came in its place under the same name.
+nics() {
+	for p in /sys/class/net/eth*; do
+		[ -e "$p" ] && printf ' %s@%s' "${p##*/}" "$(cat "$p/address")"
+	done
+	echo ' '
+}
+# nic_up announces a card, brings it up and asks for a DHCP lease in the background.
+nic_up() {
+	say "nic $1 $(cat /sys/class/net/$1/address) mtu=$(cat /sys/class/net/$1/mtu)"
+	ip link set "$1" up
+	udhcpc -f -i "$1" -p "/run/udhcpc.$1.pid" -s /etc/cairn/udhcpc >/dev/null 2>&1 &
+}
+
 ip link set lo up
-for nic in /sys/class/net/eth*; do
-	[ -e "$nic" ] || continue
-	nic=${nic##*/}
-	ip link set "$nic" up
-	udhcpc -f -i "$nic" -s /etc/cairn/udhcpc >/dev/null 2>&1 &
+known=$(nics)
+for n in $known; do
+	nic_up "${n%@*}"
 done
+# Cards plugged in or pulled while the guest runs (PCI hot-plug), checked each second.
+(
+	while sleep 1; do
+		now=$(nics)
+		for n in $known; do
+			case "$now" in
+			*" $n "*) ;;
+			*)
+				kill "$(cat "/run/udhcpc.${n%@*}.pid" 2>/dev/null)" 2>/dev/null
+				say "nic ${n%@*} gone"
+				;;
+			esac
+		done
+		for n in $now; do
+			case "$known" in
+			*" $n "*) ;;
+			*) nic_up "${n%@*}" ;;
+			esac
+		done
+		known=$now
+	done
+) &
 
 acpid -f -c /etc/acpi -l /run/acpid.log &
 acpid=$!

@@ -18,9 +18,11 @@
 // system_powerdown) prints "cairn-test: powering off", unmounts the disk and powers
 // off. Serial and VGA consoles have a shell. The host name comes from the fw_cfg entry
 // opt/cairn/hostname (libvirt: <sysinfo type='fwcfg'>, qemu: -fw_cfg
-// name=opt/cairn/hostname,string=NAME) or the file hostname.txt on the disk. A
-// network card (virtio-net or e1000) gets a DHCP lease in the background, announced
-// as "cairn-test: net eth0 ip=<address>".
+// name=opt/cairn/hostname,string=NAME) or the file hostname.txt on the disk. Each
+// network card (virtio-net or e1000), present at boot or hot-plugged later, is
+// announced as "cairn-test: nic eth0 <mac> mtu=<mtu>" and gets a DHCP lease in the
+// background, announced as "cairn-test: net eth0 ip=<address>"; a card pulled while
+// the guest runs is announced as "cairn-test: nic eth0 gone".
 //
 // Build and BuildRaw cache the image under <cache>/testimage (the cache is $CAIRN_CACHE
 // or ~/.cache/cairn). The cached file is shared: boot a copy or an overlay (Overlay),
@@ -52,6 +54,13 @@ var (
 	// NetLine is printed when a network card got a DHCP lease; its groups are the
 	// interface and the address.
 	NetLine = regexp.MustCompile(`cairn-test: net (\S+) ip=(\S+)`)
+	// NICLine is printed for each network card, at boot and when one is hot-plugged;
+	// its groups are the interface, its MAC address (lower case) and its MTU, which
+	// a virtio card takes from the host (libvirt's <mtu>).
+	NICLine = regexp.MustCompile(`cairn-test: nic (\S+) ([0-9a-f:]{17}) mtu=(\d+)`)
+	// NICGoneLine is printed when a network card was pulled (PCI hot-unplug); its
+	// group is the interface.
+	NICGoneLine = regexp.MustCompile(`cairn-test: nic (\S+) gone`)
 )
 
 // Build makes (or takes from the cache) the test image and returns the path of a qcow2

@@ -24,6 +24,10 @@ const (
 	cdromTarget = "hdc"
 	// maxSocketPath is the longest path a unix socket can have (sun_path less NUL).
 	maxSocketPath = 107
+	// MinMTU and MaxMTU bound a NIC's MTU: IPv4's least datagram every host must
+	// take, and the usual jumbo frame.
+	MinMTU = 576
+	MaxMTU = 9000
 )
 
 var (
@@ -218,6 +222,7 @@ func scsiController() libvirtxml.DomainController {
 	return libvirtxml.DomainController{Type: "scsi", Index: new(uint), Model: "virtio-scsi"}
 }
 
+// nicDef is the <interface> element of n: on its bridge, or a user-mode NIC.
 func nicDef(n NIC) libvirtxml.DomainInterface {
 	model := n.Model
 	if model == "" {
@@ -232,6 +237,9 @@ func nicDef(n NIC) libvirtxml.DomainInterface {
 		x.Source = &libvirtxml.DomainInterfaceSource{Bridge: &libvirtxml.DomainInterfaceSourceBridge{Bridge: n.Bridge}}
 	} else {
 		x.Source = &libvirtxml.DomainInterfaceSource{User: &libvirtxml.DomainInterfaceSourceUser{}}
+	}
+	if n.MTU != 0 {
+		x.MTU = &libvirtxml.DomainInterfaceMTU{Size: uint(n.MTU)}
 	}
 	return x
 }
@@ -343,6 +351,12 @@ func (n NIC) validate() error {
 	}
 	if n.Bridge != "" && !bridgeRE.MatchString(n.Bridge) {
 		return fmt.Errorf("%w: bridge %q is not an interface name (1–15 letters, digits, _ . : -)", ErrInvalid, n.Bridge)
+	}
+	if n.MTU != 0 && (n.MTU < MinMTU || n.MTU > MaxMTU) {
+		return fmt.Errorf("%w: MTU %d: use %d to %d, or 0 for the default", ErrInvalid, n.MTU, MinMTU, MaxMTU)
+	}
+	if n.MTU != 0 && n.Bridge == "" {
+		return fmt.Errorf("%w: MTU %d on a NIC without a bridge: libvirt sets MTUs only on bridged NICs; give it a bridge or MTU 0", ErrInvalid, n.MTU)
 	}
 	return nil
 }

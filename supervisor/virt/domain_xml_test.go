@@ -49,6 +49,14 @@ func TestDomainXMLGolden(t *testing.T) {
 	bridge.NICs = []NIC{{MAC: "52:54:00:00:00:01", Bridge: "br0"}}
 	bridge.Boot = []string{"network"}
 
+	// The MTU of networks carried over VXLAN, on a virtio NIC (the guest learns it)
+	// and an e1000 one (only the host's tap device has it).
+	mtu := base()
+	mtu.NICs = []NIC{
+		{MAC: "52:54:00:00:00:01", Bridge: "cn-net1", MTU: 1450},
+		{MAC: "52:54:00:00:00:02", Bridge: "cn-net2", Model: "e1000", MTU: 9000},
+	}
+
 	for _, tc := range []struct {
 		name string
 		d    Domain
@@ -57,6 +65,7 @@ func TestDomainXMLGolden(t *testing.T) {
 		{"mixed-buses-cdrom-nics-boot", mixed},
 		{"empty-cdrom", empty},
 		{"bridge-nic", bridge},
+		{"bridge-nic-mtu", mtu},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := DomainXML(tc.d)
@@ -149,6 +158,10 @@ func TestDomainXMLInvalid(t *testing.T) {
 		{"same mac twice", func(d *Domain) { d.NICs = []NIC{{MAC: "52:54:00:00:00:01"}, {MAC: "52:54:00:00:00:01"}} }, "twice"},
 		{"unknown nic model", func(d *Domain) { d.NICs = []NIC{{MAC: "52:54:00:00:00:01", Model: "ne2k"}} }, "NIC model"},
 		{"bad bridge", func(d *Domain) { d.NICs = []NIC{{MAC: "52:54:00:00:00:01", Bridge: "br0 ; reboot"}} }, "bridge"},
+		{"mtu too small", func(d *Domain) { d.NICs = []NIC{{MAC: "52:54:00:00:00:01", Bridge: "br0", MTU: 575}} }, "MTU 575: use 576 to 9000"},
+		{"mtu too large", func(d *Domain) { d.NICs = []NIC{{MAC: "52:54:00:00:00:01", Bridge: "br0", MTU: 9001}} }, "MTU 9001"},
+		{"negative mtu", func(d *Domain) { d.NICs = []NIC{{MAC: "52:54:00:00:00:01", Bridge: "br0", MTU: -1}} }, "MTU -1"},
+		{"mtu without bridge", func(d *Domain) { d.NICs = []NIC{{MAC: "52:54:00:00:00:01", MTU: 1450}} }, "without a bridge"},
 		{"unknown boot device", func(d *Domain) { d.Boot = []string{"floppy"} }, "boot device"},
 		{"boot device twice", func(d *Domain) { d.Boot = []string{"hd", "hd"} }, "twice"},
 		{"no console dir", func(d *Domain) { d.ConsoleDir = "" }, "console directory"},

@@ -20,24 +20,9 @@ import (
 // stopped event says so.
 func TestHostBootAndShutdown(t *testing.T) {
 	c := hostConn(t)
-	for _, p := range []string{"mkfs.vfat", "syslinux", "mcopy", "mtype", "qemu-img", "qemu-io", "dpkg-deb", "dpkg-query"} {
-		testutil.RequireProgram(t, p)
-	}
-	repo, err := testimage.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	bctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	cached, err := testimage.Build(bctx, repo)
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx := context.Background()
 	d := testDomain(t)
-	d.MemoryMiB = 128 // a Debian kernel and its initrd do not fit in 64
-	// A copy where qemu can read it: the cache is under root's home.
-	copyFile(t, cached, d.Disks[0].Path)
+	useTestImage(t, &d)
 	define(t, c, d)
 	ev := events(t, c)
 
@@ -86,6 +71,28 @@ func TestHostBootAndShutdown(t *testing.T) {
 	if err != nil || !strings.Contains(string(log), "cairn-test: ready") {
 		t.Errorf("serial log has no ready line (%v)", err)
 	}
+}
+
+// useTestImage makes the busybox test image (internal/testimage) d's disk, and gives
+// d the memory its kernel needs.
+func useTestImage(t *testing.T, d *Domain) {
+	t.Helper()
+	for _, p := range []string{"mkfs.vfat", "syslinux", "mcopy", "mtype", "qemu-img", "qemu-io", "dpkg-deb", "dpkg-query"} {
+		testutil.RequireProgram(t, p)
+	}
+	repo, err := testimage.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	cached, err := testimage.Build(ctx, repo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.MemoryMiB = 128 // a Debian kernel and its initrd do not fit in 64
+	// A copy where qemu can read it: the cache is under root's home.
+	copyFile(t, cached, d.Disks[0].Path)
 }
 
 // copyFile copies src to dst (mode 0644).

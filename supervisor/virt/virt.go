@@ -12,6 +12,10 @@ var (
 	ErrInvalid = errors.New("invalid")
 	// ErrExists means the object to create is already there.
 	ErrExists = errors.New("already exists")
+	// ErrNotReleased means the guest has not let go of a device that was unplugged
+	// while it runs: the device is gone from the domain's definition, and from the
+	// running domain only once the guest releases it or the domain stops.
+	ErrNotReleased = errors.New("not released by the guest")
 )
 
 // Bus is the bus a disk is attached to.
@@ -61,6 +65,11 @@ type NIC struct {
 	// interface is a user-mode (slirp) NIC: a placeholder until Cairn has
 	// connections.
 	Bridge string
+	// MTU is the interface's MTU, MinMTU–MaxMTU, or 0 for the default (1500); only
+	// a NIC with a Bridge can have one. It is set on the host's tap device and, with
+	// the virtio model, told to the guest, whose driver takes it: networks carried
+	// over VXLAN need 1450. Other models' guests must be told some other way (DHCP).
+	MTU int
 }
 
 // Domain is the engine's description of one server, from which DomainXML makes the
