@@ -14,7 +14,7 @@ LDFLAGS    := -s -w -X github.com/cairn-os/cairn/supervisor.Version=$(VERSION)
 
 export CAIRN_CACHE := $(CACHE)
 
-.PHONY: bench-storage all deps assets generate build initramfs iso run test check libvirtd test-go test-qemu bench lock clean
+.PHONY: bench-storage bench-net all deps assets generate build initramfs iso run test check libvirtd test-go test-qemu bench lock clean
 
 all: iso
 
@@ -100,6 +100,10 @@ test-qemu:
 ## bench-storage: the servers and images figures in docs/benchmarks.md (root, libvirtd).
 bench-storage: deps libvirtd
 	$(GO) run ./bench/storage -out docs/benchmarks.md
+
+## bench-net: the IP mapping figures in docs/benchmarks.md (root, iperf3).
+bench-net: deps
+	$(GO) run ./bench/net -out docs/benchmarks.md
 
 ## bench: the side-by-side figures in docs/benchmarks.md.
 bench: iso

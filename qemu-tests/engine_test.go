@@ -298,23 +298,37 @@ func serverOnComputeNode(t *testing.T, ctx context.Context, l *lab.Lab, node str
 }
 
 // serverMigrates runs a server from a child on pool 0 (shared over NFS) on compute
-// node from, moves it live to node to, and types on its serial console there: the
-// guest answers, so it kept running through the move.
+// node from, with a connection on an internal network: the guest takes its address
+// from the admin's DHCP over the network's VXLAN. It moves the server live to node to
+// and types on its serial console there: the guest answers, so it kept running through
+// the move, and still reaches its gateway on the admin, so node to has the network.
 func serverMigrates(t *testing.T, ctx context.Context, l *lab.Lab, master, from, to string) {
 	ctx, cancel := context.WithTimeout(ctx, 12*time.Minute)
 	defer cancel()
+	var nw struct {
+		ID      int
+		Gateway string
+	}
+	if err := l.API.Do(ctx, "POST", "/networks", map[string]string{"name": "lan-test"}, &nw); err != nil {
+		fatal(t, l, err)
+	}
+	var conn struct{ ID, Address, MAC string }
+	if err := l.API.Do(ctx, "POST", "/connections", map[string]any{"kind": "internal", "network": nw.ID}, &conn); err != nil {
+		fatal(t, l, err)
+	}
 	type server struct{ ID, UUID, Node, State string }
 	var s server
 	req := map[string]any{"name": "mover", "vcpus": 1, "memory_mib": 128, "lock_node": from, "start": true,
-		"disks": []map[string]any{{"image": master, "clone": true}}}
+		"disks": []map[string]any{{"image": master, "clone": true}}, "connections": []string{conn.ID}}
 	if err := l.API.Do(ctx, "POST", "/servers", req, &s); err != nil {
 		fatal(t, l, err)
 	}
 	if s.Node != from || s.State != "running" {
 		t.Fatalf("the server is %s on %q, want running on %s", s.State, s.Node, from)
 	}
-	if out, err := l.API.Serial(ctx, s.ID, regexp.MustCompile(`cairn-test: ready`)); err != nil {
-		fatal(t, l, fmt.Errorf("%w; the console showed:\n%s", err, out))
+	lease := regexp.MustCompile(`cairn-test: net eth0 ip=` + regexp.QuoteMeta(conn.Address) + `\b`)
+	if out, err := l.API.Serial(ctx, s.ID, lease); err != nil {
+		fatal(t, l, fmt.Errorf("the guest on %s did not get its connection's address %s from the admin: %w; the console showed:\n%s", from, conn.Address, err, out))
 	}
 	if err := l.API.Do(ctx, "PATCH", "/servers/"+s.ID, map[string]string{"lock_node": ""}, nil); err != nil {
 		t.Fatal(err)
@@ -342,6 +356,10 @@ func serverMigrates(t *testing.T, ctx context.Context, l *lab.Lab, master, from,
 	out, err := l.API.SerialType(ctx, s.ID, "echo moved-$((6*7))\n", regexp.MustCompile(`moved-42`))
 	if err != nil {
 		fatal(t, l, fmt.Errorf("the guest does not answer on %s after the migration: %w; the console showed:\n%s", to, err, out))
+	}
+	ping := fmt.Sprintf("ping -c 3 -W 2 %s >/dev/null && echo gw-ok-$((6*7))\n", nw.Gateway)
+	if out, err := l.API.SerialType(ctx, s.ID, ping, regexp.MustCompile(`gw-ok-42`)); err != nil {
+		fatal(t, l, fmt.Errorf("the guest on %s does not reach its gateway %s on the admin: %w; the console showed:\n%s", to, nw.Gateway, err, out))
 	}
 	if err := l.API.Do(ctx, "POST", "/servers/"+s.ID+"/stop", nil, nil); err != nil {
 		t.Fatal(err)

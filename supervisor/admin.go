@@ -16,6 +16,7 @@ import (
 	"github.com/cairn-os/cairn/supervisor/agent"
 	"github.com/cairn-os/cairn/supervisor/datadisk"
 	"github.com/cairn-os/cairn/supervisor/engine"
+	"github.com/cairn-os/cairn/supervisor/netnode"
 	"github.com/cairn-os/cairn/supervisor/service"
 	"github.com/cairn-os/cairn/supervisor/settings"
 	"github.com/cairn-os/cairn/supervisor/virt"
@@ -55,7 +56,14 @@ func runAdmin(ctx context.Context, cfg Config, logger *slog.Logger, mgr *service
 		mustAdd(logger, mgr, debugShellService("/dev/ttyS1"))
 	}
 
-	link := &nodeLink{consoleDir: engine.DefaultConsoleDir, logDir: engine.DefaultConsoleLogDir}
+	// The LAN carries the networks' VXLAN; the uplink their masquerade and mappings.
+	underlay := nw.lanLink
+	if underlay == "" {
+		underlay = nw.uplinkLink
+	}
+	localNet := netnode.New(netnode.Config{Underlay: underlay, Uplink: nw.uplinkLink, Logger: logger})
+	defer localNet.Close()
+	link := &nodeLink{consoleDir: engine.DefaultConsoleDir, logDir: engine.DefaultConsoleLogDir, net: localNet}
 	if err := virt.PrepareDirs(link.consoleDir, link.logDir); err != nil {
 		logger.Error("console folders", "err", err)
 	}
@@ -76,6 +84,7 @@ func runAdmin(ctx context.Context, cfg Config, logger *slog.Logger, mgr *service
 		PoolsDir:          filepath.Join(dataMount, "pools"),
 		Pool0Driver:       pool0,
 		LocalDir:          engine.DefaultLocalDir,
+		ReservedPrefixes:  reservedPrefixes(nw),
 		PoolsChanged: func(shared []engine.Pool) {
 			if err := writeExports(ctx, poolExports(shared, nw.lan.Masked())); err != nil {
 				logger.Error("nfs exports", "err", err)
@@ -99,7 +108,7 @@ func runAdmin(ctx context.Context, cfg Config, logger *slog.Logger, mgr *service
 		return fmt.Errorf("admin account: %w", err)
 	}
 
-	go runLocalNode(ctx, logger, e)
+	go runLocalNode(ctx, logger, e, link.localNetworkVersion)
 	go e.RunHealth(ctx)
 	go e.RunSchedules(ctx)
 	if shared := e.SharedPools(); len(shared) > 1 {
@@ -211,7 +220,7 @@ func prepareDataDisk(ctx context.Context, logger *slog.Logger) (string, bool) {
 
 // runLocalNode registers the admin as a compute node of its own engine and beats for
 // it, so that one machine is a complete engine.
-func runLocalNode(ctx context.Context, logger *slog.Logger, e *engine.Engine) {
+func runLocalNode(ctx context.Context, logger *slog.Logger, e *engine.Engine, netVersion func() string) {
 	inv, err := agent.Inventory(ctx)
 	if err != nil {
 		logger.Error("inventory of the admin node", "err", err)
@@ -225,6 +234,7 @@ func runLocalNode(ctx context.Context, logger *slog.Logger, e *engine.Engine) {
 	defer t.Stop()
 	for {
 		if hb, err := agent.Stats(); err == nil {
+			hb.NetworkVersion = netVersion()
 			e.LocalHeartbeat(ctx, hb)
 		}
 		select {

@@ -43,6 +43,7 @@ func runCompute(ctx context.Context, cfg Config, logger *slog.Logger, mgr *servi
 	if err := virt.PrepareDirs(engine.DefaultConsoleDir, engine.DefaultConsoleLogDir); err != nil {
 		logger.Error("console folders", "err", err)
 	}
+	nets := &computeNetworks{adminURL: args.AdminURL, log: logger}
 	a := agent.New(agent.Config{
 		Args:     args,
 		Interval: cfg.Heartbeat,
@@ -51,6 +52,8 @@ func runCompute(ctx context.Context, cfg Config, logger *slog.Logger, mgr *servi
 		Joined: func(ctx context.Context, resp engine.JoinResponse) {
 			mountPools(ctx, logger, args.AdminURL, resp)
 		},
+		ApplyNetwork:   nets.Apply,
+		NetworkVersion: nets.Version,
 	})
 	return a.Run(ctx)
 }

@@ -37,7 +37,7 @@ func runDev(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		listen = "127.0.0.1:8443"
 	}
 	mgr := service.NewManager(logger.With("component", "service"))
-	link := &nodeLink{consoleDir: filepath.Join(stateDir, "consoles"), logDir: filepath.Join(stateDir, "console-logs")}
+	link := &nodeLink{consoleDir: filepath.Join(stateDir, "consoles"), logDir: filepath.Join(stateDir, "console-logs"), net: &recordsOnly{}}
 	if err := virt.PrepareDirs(link.consoleDir, link.logDir); err != nil {
 		logger.Warn("console folders", "err", err)
 	}
@@ -72,7 +72,7 @@ func runDev(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	if created {
 		login = "admin / " + password
 	}
-	go runLocalNode(ctx, logger, e)
+	go runLocalNode(ctx, logger, e, link.localNetworkVersion)
 	go e.RunHealth(ctx)
 	go e.RunSchedules(ctx)
 	bannerTo(os.Stderr, "Cairn "+Version+" — development engine",

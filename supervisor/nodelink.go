@@ -18,6 +18,8 @@ type nodeLink struct {
 	e *engine.Engine
 	// consoleDir and logDir are where the admin node's own consoles are.
 	consoleDir, logDir string
+	// net applies the admin's own part of the networks (node_networks.go).
+	net networkApplier
 }
 
 // hypervisor connects to node n's libvirtd: the admin's own over its unix socket, a
@@ -72,4 +74,5 @@ func (l *nodeLink) configure(cfg *engine.Config) {
 	cfg.Hypervisor = l.hypervisor
 	cfg.Console = l.console
 	cfg.ConsoleDir, cfg.ConsoleLogDir = l.consoleDir, l.logDir
+	cfg.ApplyNetwork = l.applyNetwork
 }

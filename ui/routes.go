@@ -9,6 +9,7 @@ import (
 	"github.com/cairn-os/cairn/ui/images"
 	"github.com/cairn-os/cairn/ui/layout"
 	"github.com/cairn-os/cairn/ui/login"
+	"github.com/cairn-os/cairn/ui/networks"
 	"github.com/cairn-os/cairn/ui/nodes"
 	"github.com/cairn-os/cairn/ui/operations"
 	"github.com/cairn-os/cairn/ui/pools"
@@ -46,6 +47,7 @@ func (s *server) routes() []route {
 	ih := images.New(s.svc, s.logger)
 	ph := pools.New(s.svc, s.logger)
 	bh := backups.New(s.svc, s.logger)
+	wh := networks.New(s.svc, s.logger)
 	return []route{
 		{"GET " + static.Prefix, asset, static.Handler().ServeHTTP},
 		{"GET /login", public, lh.Form},
@@ -72,6 +74,8 @@ func (s *server) routes() []route {
 		{"POST /servers/{id}/disks", signedIn, sh.AttachDisk},
 		{"POST /servers/{id}/disks/{index}/detach", signedIn, sh.DetachDisk},
 		{"POST /servers/{id}/cdrom", signedIn, sh.SetCDROM},
+		{"POST /servers/{id}/connections", signedIn, sh.AttachConnection},
+		{"POST /servers/{id}/connections/{conn}/detach", signedIn, sh.DetachConnection},
 		{"GET /operations", signedIn, oh.List},
 		{"GET /operations/{id}", signedIn, oh.Show},
 		{"POST /operations/{id}/cancel", signedIn, oh.Cancel},
@@ -102,6 +106,18 @@ func (s *server) routes() []route {
 		{"GET /backups", signedIn, bh.List},
 		{"POST /backups/{id}/restore", signedIn, bh.Restore},
 		{"POST /backups/{id}/delete", signedIn, bh.Delete},
+		{"GET /networks", signedIn, wh.Networks},
+		{"POST /networks", signedIn, wh.CreateNetwork},
+		{"POST /networks/settings", signedIn, wh.Settings},
+		{"POST /networks/{id}/update", signedIn, wh.UpdateNetwork},
+		{"POST /networks/{id}/delete", signedIn, wh.DeleteNetwork},
+		{"GET /connections", signedIn, wh.Connections},
+		{"POST /connections", signedIn, wh.CreateConnection},
+		{"POST /connections/{id}/attach", signedIn, wh.Attach},
+		{"POST /connections/{id}/detach", signedIn, wh.Detach},
+		{"POST /connections/{id}/ports", signedIn, wh.Ports},
+		{"POST /connections/{id}/rename", signedIn, wh.RenameConnection},
+		{"POST /connections/{id}/delete", signedIn, wh.DeleteConnection},
 		{"GET /servers/{id}/console", signedIn, ch.Serial},
 		{"GET /servers/{id}/console/ws", signedIn, ch.SerialSocket},
 		{"GET /servers/{id}/vnc", signedIn, ch.VNC},

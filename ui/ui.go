@@ -1,7 +1,7 @@
 // Package ui is Cairn's web console: the browser mux with its sessions, CSRF
 // protection and strict Content-Security-Policy, in front of one package per area
-// (login, dashboard, nodes). It calls the engine's service layer directly, never the
-// API over HTTP.
+// (login, dashboard, nodes, servers, networks, …). It calls the engine's service
+// layer directly, never the API over HTTP.
 package ui
 
 import (
@@ -16,6 +16,7 @@ import (
 	"github.com/cairn-os/cairn/ui/images"
 	"github.com/cairn-os/cairn/ui/layout"
 	"github.com/cairn-os/cairn/ui/login"
+	"github.com/cairn-os/cairn/ui/networks"
 	"github.com/cairn-os/cairn/ui/nodes"
 	"github.com/cairn-os/cairn/ui/operations"
 	"github.com/cairn-os/cairn/ui/pools"
@@ -35,6 +36,7 @@ type Service interface {
 	images.Service
 	pools.Service
 	backups.Service
+	networks.Service
 	SessionUser(ctx context.Context, id string) (engine.User, engine.Session, error)
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/cairn-os/cairn/supervisor/apiclient"
 	"github.com/cairn-os/cairn/supervisor/engine"
@@ -82,7 +83,7 @@ func (a *app) backupsCmd() *cobra.Command {
 }
 
 func (a *app) settingsCmd() *cobra.Command {
-	cmd := group("settings", "The engine's settings: placement, overcommit, backup pool, shutdown timeout")
+	cmd := group("settings", "The engine's settings: placement, overcommit, backup pool, shutdown timeout, external addresses, DNS")
 	cmd.AddCommand(a.command("show", "Show the engine's settings", exactArgs(),
 		func(ctx context.Context, c *apiclient.Client, args []string) error {
 			st, err := c.Settings(ctx)
@@ -91,8 +92,9 @@ func (a *app) settingsCmd() *cobra.Command {
 			}
 			return printSettings(a, st)
 		}))
-	var placement, backupPool, shutdownTimeout string
+	var placement, backupPool, shutdownTimeout, externalRange, dns string
 	var cpu, memory float64
+	var externalQuota int
 	var set *cobra.Command
 	set = a.command("set", "Change the engine's settings (admins)", exactArgs(),
 		func(ctx context.Context, c *apiclient.Client, args []string) error {
@@ -101,8 +103,9 @@ func (a *app) settingsCmd() *cobra.Command {
 				return err
 			}
 			changed := set.Flags().Changed
-			if !slices.ContainsFunc([]string{"placement", "cpu-overcommit", "memory-overcommit", "backup-pool", "shutdown-timeout"}, changed) {
-				return usageErr("nothing to change: give --placement, --cpu-overcommit, --memory-overcommit, --backup-pool or --shutdown-timeout")
+			if !slices.ContainsFunc([]string{"placement", "cpu-overcommit", "memory-overcommit", "backup-pool", "shutdown-timeout",
+				"external-range", "external-quota", "dns"}, changed) {
+				return usageErr("nothing to change: give --placement, --cpu-overcommit, --memory-overcommit, --backup-pool, --shutdown-timeout, --external-range, --external-quota or --dns")
 			}
 			if changed("placement") {
 				st.Placement = placement
@@ -123,19 +126,35 @@ func (a *app) settingsCmd() *cobra.Command {
 					return usageErr("--shutdown-timeout: %v", err)
 				}
 			}
+			if changed("external-range") {
+				st.ExternalRange = strings.TrimSpace(externalRange)
+			}
+			if changed("external-quota") {
+				st.ExternalQuota = externalQuota
+			}
+			if changed("dns") {
+				st.DNS = splitList(dns)
+				if st.DNS == nil {
+					st.DNS = []string{}
+				}
+			}
 			st, err = c.PutSettings(ctx, st)
 			if err != nil {
 				return err
 			}
 			return printSettings(a, st)
 		})
-	set.Example = "  cairn settings set --placement pack --cpu-overcommit 4 --memory-overcommit 1 --backup-pool 0 --shutdown-timeout 120s"
+	set.Example = "  cairn settings set --placement pack --cpu-overcommit 4 --memory-overcommit 1 --backup-pool 0 --shutdown-timeout 120s\n" +
+		"  cairn settings set --external-range 198.51.100.10-198.51.100.40 --external-quota 4 --dns 9.9.9.9,1.1.1.1"
 	f := set.Flags()
 	f.StringVar(&placement, "placement", "", "disperse (spread servers over nodes) or pack (fill one node first)")
 	f.Float64Var(&cpu, "cpu-overcommit", 0, "vCPUs one host CPU may carry (1 to 32)")
 	f.Float64Var(&memory, "memory-overcommit", 0, "share of a node's memory servers may be given (0.1 to 4)")
 	f.StringVar(&backupPool, "backup-pool", "", "the pool image backups go to, by number or name")
 	f.StringVar(&shutdownTimeout, "shutdown-timeout", "", "how long a shutdown may take before it is given up, like 120s or 2m")
+	f.StringVar(&externalRange, "external-range", "", "the uplink's addresses for external and mapping connections, FIRST-LAST or a prefix; \"\" for none")
+	f.IntVar(&externalQuota, "external-quota", 0, "how many external addresses one user may hold")
+	f.StringVar(&dns, "dns", "", "name servers DHCP hands out on networks that name none, comma-separated (up to 3); \"\" for none")
 	cmd.AddCommand(set)
 	return cmd
 }
@@ -147,11 +166,22 @@ func printSettings(a *app, st engine.Settings) error {
 		{"memory overcommit", strconv.FormatFloat(st.MemoryOvercommit, 'g', -1, 64)},
 		{"backup pool", strconv.Itoa(st.BackupPool)},
 		{"shutdown timeout", fmt.Sprintf("%ds", st.ShutdownTimeoutSeconds)},
+		{"external range", orNone(st.ExternalRange)},
+		{"external quota", strconv.Itoa(st.ExternalQuota)},
+		{"dns", orNone(strings.Join(st.DNS, ", "))},
 	})
 }
 
+// orNone is s, or "none" when it is empty.
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
+}
+
 func (a *app) usageCmd() *cobra.Command {
-	return a.command("usage [USER]", "What your (or a user's) images and servers take", rangeArgs(0, "USER"),
+	return a.command("usage [USER]", "What your (or a user's) images, servers and connections take", rangeArgs(0, "USER"),
 		func(ctx context.Context, c *apiclient.Client, args []string) error {
 			user := ""
 			if len(args) == 1 {
@@ -187,6 +217,8 @@ func (a *app) usageCmd() *cobra.Command {
 				{"user", who},
 				{"images", strconv.Itoa(us.Images)},
 				{"servers", strconv.Itoa(us.Servers)},
+				{"connections", strconv.Itoa(us.Connections)},
+				{"external addresses", fmt.Sprintf("%d of %d", us.ExternalAddresses, us.ExternalQuota)},
 				{"bytes", bytesText(us.Bytes)},
 				{"by pool", listOrDash(per)},
 			})

@@ -93,7 +93,7 @@ func explain(err error) string {
 func (a *app) rootCmd() *cobra.Command {
 	root := &cobra.Command{
 		Use:   "cairn",
-		Short: "Manage a Cairn engine: servers, images, pools, nodes, users",
+		Short: "Manage a Cairn engine: servers, images, pools, networks, nodes, users",
 		Long: "cairn manages a Cairn engine over its API.\n\n" +
 			"Start with `cairn login https://ADMIN`. CAIRN_URL and CAIRN_TOKEN override the saved login.\n" +
 			"Commands that start long work (an operation) wait for it with its progress; --no-wait\n" +
@@ -115,7 +115,7 @@ func (a *app) rootCmd() *cobra.Command {
 	root.PersistentFlags().StringVar(&a.configFlag, "config", "", "config file (default $XDG_CONFIG_HOME/cairn/config.json)")
 	root.PersistentFlags().StringVarP(&a.output, "output", "o", "table", "output format: table or json")
 	root.AddCommand(a.loginCmd(), a.engineCmd(), a.nodesCmd(), a.servicesCmd(), a.usersCmd(),
-		a.serversCmd(), a.imagesCmd(), a.backupsCmd(), a.poolsCmd(), a.operationsCmd(), a.settingsCmd(), a.usageCmd())
+		a.serversCmd(), a.imagesCmd(), a.backupsCmd(), a.poolsCmd(), a.networksCmd(), a.connectionsCmd(), a.operationsCmd(), a.settingsCmd(), a.usageCmd())
 	return root
 }
 

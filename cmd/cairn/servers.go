@@ -20,9 +20,9 @@ func (a *app) serversCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return printList(a, servers, []string{"ID", "NAME", "STATE", "NODE", "VCPUS", "MEMORY", "DISKS", "AUTOSTART"}, func(s engine.Server) []string {
+			return printList(a, servers, []string{"ID", "NAME", "STATE", "NODE", "VCPUS", "MEMORY", "DISKS", "ADDRESSES", "AUTOSTART"}, func(s engine.Server) []string {
 				return []string{s.ID, s.Name, string(s.State), orDash(s.Node), strconv.Itoa(s.VCPUs),
-					bytesText(uint64(s.MemoryMiB) << 20), strconv.Itoa(len(s.Disks)), yesNo(s.Autostart)}
+					bytesText(uint64(s.MemoryMiB) << 20), strconv.Itoa(len(s.Disks)), listOrDash(addresses(s)), yesNo(s.Autostart)}
 			})
 		}))
 	cmd.AddCommand(a.command("show ID", "Show a server (by ID or name)", exactArgs("ID"),
@@ -147,7 +147,8 @@ func (a *app) serverCreateCmd() *cobra.Command {
 	var req engine.ServerRequest
 	var memory, boot string
 	var disks []string
-	cmd := a.command("create NAME", "Create a server from images, or from masters it clones", exactArgs("NAME"),
+	var cmd *cobra.Command
+	cmd = a.command("create NAME", "Create a server from images, or from masters it clones", exactArgs("NAME"),
 		func(ctx context.Context, c *apiclient.Client, args []string) error {
 			req.Name = args[0]
 			mib, err := parseMemoryMiB(memory)
@@ -167,6 +168,10 @@ func (a *app) serverCreateCmd() *cobra.Command {
 				req.Disks = append(req.Disks, d)
 			}
 			req.Boot = splitList(boot)
+			if len(req.Connections) > 0 && !cmd.Flags().Changed("nics") {
+				// Connections are the server's NICs; no user-mode placeholder besides.
+				req.NICs = 0
+			}
 			s, err := c.CreateServer(ctx, req)
 			if err != nil {
 				return err
@@ -180,7 +185,8 @@ func (a *app) serverCreateCmd() *cobra.Command {
 	f.StringVar(&memory, "memory", "1G", "memory: MiB (1024) or a size (512M, 2G)")
 	f.StringArrayVar(&disks, "disk", nil, "a disk, IMAGE[:bus][,clone][,node=N] (up to 4; bus virtio, scsi or ide; clone makes a child of a master, node=N on that node's local storage)")
 	f.StringVar(&req.CDROM, "cdrom", "", "an ISO image for the CD-ROM drive")
-	f.IntVar(&req.NICs, "nics", 1, "network interfaces")
+	f.IntVar(&req.NICs, "nics", 1, "placeholder network interfaces with user-mode networking (default 0 with --connection)")
+	f.StringArrayVar(&req.Connections, "connection", nil, "attach this connection (ID) as a NIC; repeat for more (see `cairn connections`)")
 	f.StringVar(&boot, "boot", "", "boot order, like disk,cdrom,network")
 	f.BoolVar(&req.Autostart, "autostart", false, "start the server whenever its node comes up")
 	f.StringVar(&req.LockNode, "lock-node", "", "keep the server on this node")
@@ -333,7 +339,7 @@ func printServer(a *app, s engine.Server) error {
 	}
 	nics := make([]string, 0, len(s.NICs))
 	for _, n := range s.NICs {
-		nics = append(nics, fmt.Sprintf("%s %s", n.MAC, n.Model))
+		nics = append(nics, nicText(n))
 	}
 	state := string(s.State)
 	if s.Reason != "" {
@@ -354,4 +360,31 @@ func printServer(a *app, s engine.Server) error {
 		{"lock node", orDash(s.LockNode)},
 		{"created", s.CreatedAt.Local().Format("2006-01-02 15:04:05")},
 	})
+}
+
+// nicText is one NIC: "52:54:00:12:34:56 internal 10.1.2.10 (c-abc, network 3)",
+// with "→ 198.51.100.7" for a mapping; a placeholder is its MAC and model.
+func nicText(n engine.ServerNIC) string {
+	if n.Connection == "" {
+		return fmt.Sprintf("%s %s (user-mode)", n.MAC, n.Model)
+	}
+	s := fmt.Sprintf("%s %s %s", n.MAC, n.Kind, orDash(n.Address))
+	if n.External != "" {
+		s += " → " + n.External
+	}
+	return fmt.Sprintf("%s (%s, network %d)", s, n.Connection, n.Network)
+}
+
+// addresses are a server's addresses: "10.1.2.10", "10.1.2.11→198.51.100.7".
+func addresses(s engine.Server) []string {
+	var out []string
+	for _, n := range s.NICs {
+		switch {
+		case n.Address != "" && n.External != "":
+			out = append(out, n.Address+"→"+n.External)
+		case n.Address != "":
+			out = append(out, n.Address)
+		}
+	}
+	return out
 }

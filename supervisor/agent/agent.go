@@ -47,6 +47,11 @@ type Config struct {
 	// Joined, when set, is called after every successful join with the admin's
 	// answer (the shared pools to mount), in its own goroutine.
 	Joined func(ctx context.Context, resp engine.JoinResponse)
+	// ApplyNetwork, when set, applies what the admin hands the node of Cairn's
+	// networks (network_proxy.go); NetworkVersion reports the version it applied
+	// last, sent with every heartbeat.
+	ApplyNetwork   func(ctx context.Context, nn engine.NodeNetwork) error
+	NetworkVersion func() string
 }
 
 // Agent is a compute node's link to the admin: it joins, beats, and serves the local

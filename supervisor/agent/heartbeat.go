@@ -82,6 +82,9 @@ func (a *Agent) beat(ctx context.Context, hc *http.Client, u, host string) (int,
 	if _, addr, err := InterfaceToward(ctx, host); err == nil {
 		hb.Address = addr.String()
 	}
+	if a.cfg.NetworkVersion != nil {
+		hb.NetworkVersion = a.cfg.NetworkVersion()
+	}
 	body, err := json.Marshal(hb)
 	if err != nil {
 		return 0, fmt.Errorf("heartbeat: encode: %w", err)

@@ -38,7 +38,7 @@ func (a *Agent) proxyTLS() *tls.Config {
 				VerifyConnection: verifyAdminClient,
 				// Console connections ask for this protocol (console_proxy.go);
 				// libvirt clients ask for none and get libvirtd.
-				NextProtos: []string{ConsoleALPN},
+				NextProtos: []string{ConsoleALPN, NetworkALPN},
 			}, nil
 		},
 	}
@@ -97,8 +97,12 @@ func (a *Agent) proxyConn(ctx context.Context, raw net.Conn, cfg *tls.Config) {
 		return
 	}
 	// Console connections go to a guest's console, not to libvirtd (console_proxy.go).
-	if tc.ConnectionState().NegotiatedProtocol == ConsoleALPN {
+	switch tc.ConnectionState().NegotiatedProtocol {
+	case ConsoleALPN:
 		a.serveConsole(ctx, tc, log)
+		return
+	case NetworkALPN:
+		a.serveNetwork(ctx, tc, log)
 		return
 	}
 	var d net.Dialer

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sync"
@@ -99,6 +100,12 @@ type Config struct {
 	Console func(n Node, uuid string, kind console.Kind) console.Target
 	// PoolsChanged is told the shared pools whenever they change (NFS exports).
 	PoolsChanged func(shared []Pool)
+	// ApplyNetwork hands node n what it must have of Cairn's networks; nil leaves
+	// networking out (tests of other parts).
+	ApplyNetwork func(ctx context.Context, n Node, nn NodeNetwork) error
+	// ReservedPrefixes are ranges inside 10.0.0.0/8 no internal network may take:
+	// the appliance's LAN.
+	ReservedPrefixes []netip.Prefix
 	// BcryptCost is the cost of password hashes (bcrypt.DefaultCost when 0); tests
 	// lower it.
 	BcryptCost int
@@ -139,6 +146,8 @@ type Engine struct {
 
 	watchMu  sync.Mutex
 	watching map[string]bool
+
+	net netSync
 
 	stateMu sync.Mutex
 	stateCh chan struct{}

@@ -218,6 +218,7 @@ func (e *Engine) Heartbeat(ctx context.Context, nodeID string, hb Heartbeat) (in
 		e.log.Info("node back", "node", nodeID, "address", n.Address)
 	}
 	e.ensureWatcher(nodeID)
+	e.checkNetworkVersion(n, hb.NetworkVersion)
 	e.beatsMu.Lock()
 	e.beats[nodeID]++
 	// Until the node's libvirtd has answered once (it starts alongside the agent),

@@ -42,6 +42,11 @@ func (e *Engine) MigrateServer(ctx context.Context, u User, id, target string) (
 	}
 	return e.startOp(u.ID, "migrate", s.ID, func(ctx context.Context, p progress) (string, error) {
 		p.Set(0, "migrating to "+dst.ID)
+		release := e.holdServer(s.ID, dst.ID)
+		defer release()
+		if err := e.syncNode(ctx, dst.ID); err != nil {
+			return "", fmt.Errorf("networks on node %s: %w", dst.ID, err)
+		}
 		src, err := e.hypervisor(ctx, s.Node)
 		if err != nil {
 			return "", err
@@ -64,6 +69,8 @@ func (e *Engine) MigrateServer(ctx context.Context, u User, id, target string) (
 			cur.Node, cur.Reason = dst.ID, "migrated"
 			return tx.Put(bucketServers, s.ID, cur)
 		})
+		release()
+		e.syncNetworks(ctx)
 		return s.ID, err
 	}), nil
 }

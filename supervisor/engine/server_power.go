@@ -53,7 +53,7 @@ func (e *Engine) domain(s Server, n Node) (virt.Domain, error) {
 		d.CDROM.Path = im.Path
 	}
 	for _, nic := range s.NICs {
-		d.NICs = append(d.NICs, virt.NIC{MAC: nic.MAC, Model: nic.Model})
+		d.NICs = append(d.NICs, virtNIC(nic))
 	}
 	return d, nil
 }
@@ -102,6 +102,12 @@ func (e *Engine) StartServer(ctx context.Context, u User, id string) (Server, er
 	if err != nil {
 		return Server{}, fmt.Errorf("%s: %w", op, err)
 	}
+	// The node gets the bridges of the server's networks before the server starts.
+	release := e.holdServer(s.ID, n.ID)
+	defer release()
+	if err := e.syncNode(ctx, n.ID); err != nil {
+		return Server{}, fmt.Errorf("%s: networks on node %s: %w", op, n.ID, err)
+	}
 	if s.Node != "" && s.Node != n.ID {
 		// Nodes keep no state of their own, but a reachable old node should not keep
 		// a stale definition.
@@ -137,6 +143,8 @@ func (e *Engine) StartServer(ctx context.Context, u User, id string) (Server, er
 	}
 	e.notifyServers()
 	e.log.Info("server started", "server", s.ID, "node", n.ID, "by", u.Name)
+	// The node it left (if any) no longer needs the server's networks.
+	e.syncNetworks(ctx)
 	return s, nil
 }
 
@@ -146,6 +154,9 @@ func virtErr(err error) error {
 	}
 	if errors.Is(err, virt.ErrNotFound) {
 		return fmt.Errorf("%w: %v", ErrNotFound, err)
+	}
+	if errors.Is(err, virt.ErrExists) || errors.Is(err, virt.ErrNotReleased) {
+		return fmt.Errorf("%w: %v", ErrInUse, err)
 	}
 	return err
 }

@@ -138,8 +138,8 @@ func (e *Engine) CreateServer(ctx context.Context, u User, req ServerRequest) (S
 	if len(req.Disks) > MaxDisks {
 		return Server{}, fmt.Errorf("%s: %w: a server has at most %d disks", op, ErrInvalid, MaxDisks)
 	}
-	if req.NICs < 0 || req.NICs > MaxNICs {
-		return Server{}, fmt.Errorf("%s: %w: nics must be between 0 and %d", op, ErrInvalid, MaxNICs)
+	if req.NICs < 0 || req.NICs+len(req.Connections) > MaxNICs {
+		return Server{}, fmt.Errorf("%s: %w: a server has at most %d NICs (nics plus connections)", op, ErrInvalid, MaxNICs)
 	}
 	if len(req.Boot) == 0 {
 		req.Boot = []string{"disk"}
@@ -178,8 +178,9 @@ func (e *Engine) CreateServer(ctx context.Context, u User, req ServerRequest) (S
 		MemoryMiB: req.MemoryMiB, Boot: req.Boot, Autostart: req.Autostart, LockNode: req.LockNode,
 		State: ServerShutoff, CreatedAt: e.now(), StateAt: e.now(), Disks: []ServerDisk{}, NICs: []ServerNIC{},
 	}
-	for range req.NICs {
-		s.NICs = append(s.NICs, ServerNIC{MAC: randomMAC(), Model: "virtio"})
+	placeholders := make([]ServerNIC, req.NICs)
+	for i := range placeholders {
+		placeholders[i] = ServerNIC{MAC: randomMAC(), Model: "virtio"}
 	}
 	// Check the name and the images before making anything.
 	var images []Image
@@ -270,6 +271,12 @@ func (e *Engine) CreateServer(ctx context.Context, u User, req ServerRequest) (S
 				return fmt.Errorf("%s: %w: you already have a server named %q (%s)", op, ErrExists, req.Name, o.ID)
 			}
 		}
+		for _, id := range req.Connections {
+			if _, err := attachTx(tx, u, &s, id); err != nil {
+				return fmt.Errorf("%s: %w", op, err)
+			}
+		}
+		s.NICs = append(s.NICs, placeholders...)
 		return tx.Put(bucketServers, s.ID, s)
 	})
 	if err != nil {
@@ -277,6 +284,9 @@ func (e *Engine) CreateServer(ctx context.Context, u User, req ServerRequest) (S
 		return Server{}, err
 	}
 	e.log.Info("server created", "server", s.ID, "name", s.Name, "by", u.Name)
+	if len(req.Connections) > 0 {
+		e.syncNetworks(ctx)
+	}
 	if req.Start {
 		started, err := e.StartServer(ctx, u, s.ID)
 		if err != nil {
@@ -388,9 +398,16 @@ func (e *Engine) DeleteServer(ctx context.Context, u User, id string, deleteDisk
 			return nil, fmt.Errorf("%s: %w", op, err)
 		}
 	}
-	if err := e.store.Delete(bucketServers, s.ID); err != nil {
+	err = e.store.Update(func(tx *store.Tx) error {
+		if err := releaseConnections(tx, s); err != nil {
+			return err
+		}
+		return tx.Delete(bucketServers, s.ID)
+	})
+	if err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}
+	e.syncNetworks(ctx)
 	e.log.Info("server deleted", "server", s.ID, "name", s.Name, "disks_deleted", deleteDisks, "by", u.Name)
 	var kept []string
 	if deleteDisks {

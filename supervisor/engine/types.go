@@ -181,4 +181,7 @@ type Heartbeat struct {
 	MemoryFreeBytes uint64  `json:"memory_free_bytes"`
 	Load1           float64 `json:"load1"`
 	UptimeSeconds   float64 `json:"uptime_seconds"`
+	// NetworkVersion is the NodeNetwork version the node applied last; the engine
+	// hands the node its network again when it differs from the one it wants.
+	NetworkVersion string `json:"network_version,omitempty"`
 }

@@ -191,11 +191,18 @@ type ServerDisk struct {
 	Bus   string `json:"bus"`
 }
 
-// ServerNIC is one network interface of a server. Until connections exist it is a
-// placeholder with user-mode networking.
+// ServerNIC is one network interface of a server: a connection's, bridged to its
+// network, or (without Connection) a placeholder with user-mode networking.
 type ServerNIC struct {
 	MAC   string `json:"mac"`
 	Model string `json:"model"`
+	// Connection, Kind and Network name the connection attached; Address is the
+	// server's address on the interface and External its mapped external address.
+	Connection string         `json:"connection,omitempty"`
+	Kind       ConnectionKind `json:"kind,omitempty"`
+	Network    int            `json:"network,omitempty"`
+	Address    string         `json:"address,omitempty"`
+	External   string         `json:"external,omitempty"`
 }
 
 // Server is a KVM virtual machine.
@@ -235,10 +242,12 @@ type ServerRequest struct {
 	Disks     []ServerDiskRequest `json:"disks"`
 	CDROM     string              `json:"cdrom,omitempty"`
 	NICs      int                 `json:"nics"`
-	Boot      []string            `json:"boot,omitempty"`
-	Autostart bool                `json:"autostart"`
-	LockNode  string              `json:"lock_node,omitempty"`
-	Start     bool                `json:"start"`
+	// Connections are attached as the server's first NICs, in order.
+	Connections []string `json:"connections,omitempty"`
+	Boot        []string `json:"boot,omitempty"`
+	Autostart   bool     `json:"autostart"`
+	LockNode    string   `json:"lock_node,omitempty"`
+	Start       bool     `json:"start"`
 }
 
 // ServerDiskRequest is one disk of a new server.
@@ -326,18 +335,32 @@ type Settings struct {
 	// ShutdownTimeoutSeconds is how long an ACPI shutdown may take before the
 	// engine offers to force the server off.
 	ShutdownTimeoutSeconds int `json:"shutdown_timeout_seconds"`
+	// ExternalRange is the uplink's range of external addresses that external-IP and
+	// mapping connections take ("198.51.100.10-198.51.100.40" or "198.51.100.0/28");
+	// empty means none. It must lie in the uplink's subnet.
+	ExternalRange string `json:"external_range"`
+	// ExternalQuota is how many external addresses one user may hold.
+	ExternalQuota int `json:"external_quota"`
+	// DNS are the name servers DHCP hands out on networks that name none.
+	DNS []string `json:"dns"`
 }
 
 // DefaultSettings are the settings of a new engine.
 func DefaultSettings() Settings {
-	return Settings{Placement: "disperse", CPUOvercommit: 4, MemoryOvercommit: 1, BackupPool: 0, ShutdownTimeoutSeconds: 120}
+	return Settings{Placement: "disperse", CPUOvercommit: 4, MemoryOvercommit: 1, BackupPool: 0, ShutdownTimeoutSeconds: 120,
+		ExternalQuota: 4, DNS: []string{}}
 }
 
 // Usage is what one user's images take, per pool.
 type Usage struct {
-	User        string           `json:"user"`
-	Images      int              `json:"images"`
-	Servers     int              `json:"servers"`
-	Bytes       uint64           `json:"bytes"`
-	BytesByPool map[string]int64 `json:"bytes_by_pool"`
+	User        string `json:"user"`
+	Images      int    `json:"images"`
+	Servers     int    `json:"servers"`
+	Connections int    `json:"connections"`
+	// ExternalAddresses are the user's external-IP and mapping connections, out of
+	// ExternalQuota.
+	ExternalAddresses int              `json:"external_addresses"`
+	ExternalQuota     int              `json:"external_quota"`
+	Bytes             uint64           `json:"bytes"`
+	BytesByPool       map[string]int64 `json:"bytes_by_pool"`
 }

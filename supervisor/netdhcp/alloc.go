@@ -1,7 +1,8 @@
 // Package netdhcp gives Cairn's internal networks their addresses: it picks a free /24
 // inside 10.0.0.0/8 for each network and an address for each server in it, and it runs
 // the DHCPv4 server that hands every known server its fixed address, gateway, DNS
-// servers and routes on the network's bridge.
+// servers, routes and MTU on the network's bridge (also on external segments, with
+// the uplink's network and address).
 //
 // The allocation functions are pure: the engine calls them inside one store
 // transaction with the prefixes and addresses already taken, and that transaction is

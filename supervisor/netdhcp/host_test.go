@@ -9,14 +9,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/cairn-os/cairn/internal/testutil"
-	"github.com/insomniacslk/dhcp/dhcpv4"
-	"github.com/insomniacslk/dhcp/dhcpv4/server4"
 	"github.com/vishvananda/netns"
 )
 
@@ -60,54 +57,16 @@ func newLink(t *testing.T, gateway string, mac net.HardwareAddr) *link {
 	return l
 }
 
-// listenIn opens the server's socket inside namespace name: a socket stays in the
-// namespace it was made in, so only its creation needs the thread switched.
-func listenIn(t *testing.T, name, iface string) *net.UDPConn {
-	t.Helper()
-	type result struct {
-		conn *net.UDPConn
-		err  error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			ch <- result{err: err}
-			return
-		}
-		defer orig.Close()
-		target, err := netns.GetFromName(name)
-		if err != nil {
-			ch <- result{err: err}
-			return
-		}
-		defer target.Close()
-		if err := netns.Set(target); err != nil {
-			ch <- result{err: err}
-			return
-		}
-		conn, err := server4.NewIPv4UDPConn(iface, &net.UDPAddr{Port: dhcpv4.ServerPort})
-		if netns.Set(orig) == nil {
-			// Only a thread back in its own namespace may serve other goroutines; on
-			// failure the locked thread ends with this goroutine.
-			runtime.UnlockOSThread()
-		}
-		ch <- result{conn, err}
-	}()
-	r := <-ch
-	if r.err != nil {
-		t.Fatalf("listen in namespace %s on %s: %v", name, iface, r.err)
-	}
-	return r.conn
-}
-
 // serveIn runs s inside the link's server namespace until the test ends.
 func serveIn(t *testing.T, l *link, s *Server) {
-	conn := listenIn(t, l.srv, l.bridge)
+	h, err := netns.GetFromName(l.srv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- s.serveConn(ctx, conn) }()
+	go func() { done <- s.ServeIn(ctx, h) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -125,6 +84,7 @@ if [ "$1" = bound ]; then
 	echo "hostname=$hostname"
 	echo "lease=$lease"
 	echo "staticroutes=$staticroutes"
+	echo "mtu=$mtu"
 fi
 `
 
@@ -172,6 +132,7 @@ func TestHostRealClient(t *testing.T) {
 		Routes:    []Route{{Dest: pfx("172.16.0.0/12"), Via: netip.MustParseAddr("10.7.3.2")}},
 		LeaseTime: 30 * time.Minute,
 		Leases:    []Lease{{MAC: mac, IP: netip.MustParseAddr("10.7.3.10"), Hostname: "web-1"}},
+		MTU:       1450,
 	}
 	s, err := New(cfg, quiet())
 	if err != nil {
@@ -192,6 +153,7 @@ func TestHostRealClient(t *testing.T) {
 		"lease":    "1800",
 		// busybox prints option 121 as destination/bits router pairs.
 		"staticroutes": "172.16.0.0/12 10.7.3.2 0.0.0.0/0 10.7.3.1",
+		"mtu":          "1450",
 	}
 	for k, v := range want {
 		if got[k] != v {
@@ -224,5 +186,25 @@ func TestHostServeMissingInterface(t *testing.T) {
 	defer cancel()
 	if err := Serve(ctx, cfg, quiet()); err == nil || !strings.Contains(err.Error(), "bridge exists") {
 		t.Errorf("Serve on a missing interface: err = %v, want one that says to check the bridge", err)
+	}
+}
+
+func TestHostServeInMissingInterface(t *testing.T) {
+	l := newLink(t, "10.7.3.1/24", net.HardwareAddr{0x52, 0x54, 0, 0, 0, 1})
+	h, err := netns.GetFromName(l.srv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	cfg := testConfig()
+	cfg.Interface = "nobr0" // exists in no namespace here
+	s, err := New(cfg, quiet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.ServeIn(ctx, h); err == nil || !strings.Contains(err.Error(), "bridge exists") {
+		t.Errorf("ServeIn on a missing interface: err = %v, want one that says to check the bridge", err)
 	}
 }

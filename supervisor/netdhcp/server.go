@@ -2,6 +2,7 @@ package netdhcp
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -34,7 +35,8 @@ type Route struct {
 	Via  netip.Addr
 }
 
-// Config is one internal network's DHCP service.
+// Config is one network's DHCP service: an internal network's, or an external
+// segment's, whose prefix and gateway are the uplink's.
 type Config struct {
 	// Interface is the network's bridge; the server listens only there.
 	Interface string
@@ -53,9 +55,11 @@ type Config struct {
 	LeaseTime time.Duration
 	// Leases are the fixed MAC → address assignments; unknown MACs get no answer.
 	Leases []Lease
+	// MTU is the interface MTU handed out (option 26), 576..9000; 0 hands out none.
+	MTU int
 }
 
-// Server is the DHCPv4 server of one internal network.
+// Server is the DHCPv4 server of one network.
 type Server struct {
 	cfg Config
 	log *slog.Logger
@@ -166,7 +170,7 @@ func (s *Server) answer(req *dhcpv4.DHCPv4) (*dhcpv4.DHCPv4, *net.UDPAddr) {
 	}
 	mac := req.ClientHWAddr
 	if req.GatewayIPAddr != nil && !req.GatewayIPAddr.IsUnspecified() {
-		// Internal networks are one link each; a relay serves some other subnet.
+		// Cairn's networks are one link each; a relay serves some other subnet.
 		s.log.Debug("relayed dhcp message ignored", "mac", mac.String(), "relay", req.GatewayIPAddr.String())
 		return nil, nil
 	}
@@ -228,6 +232,9 @@ func (s *Server) leaseReply(req *dhcpv4.DHCPv4, t dhcpv4.MessageType, l Lease) *
 			dns[i] = net.IP(a.AsSlice())
 		}
 		resp.UpdateOption(dhcpv4.OptDNS(dns...))
+	}
+	if c.MTU != 0 {
+		resp.UpdateOption(dhcpv4.OptGeneric(dhcpv4.OptionInterfaceMTU, binary.BigEndian.AppendUint16(nil, uint16(c.MTU))))
 	}
 	if routes := s.routes(); len(routes) > 0 {
 		resp.UpdateOption(dhcpv4.OptClasslessStaticRoute(routes...))
@@ -321,6 +328,9 @@ func (c Config) check() error {
 		if !r.Via.Is4() || !c.Prefix.Contains(r.Via) {
 			return fmt.Errorf("netdhcp config for %s: route to %s via %s: %w: the router must be inside %s", c.Interface, r.Dest, r.Via, ErrInvalid, c.Prefix.Masked())
 		}
+	}
+	if c.MTU != 0 && (c.MTU < 576 || c.MTU > 9000) {
+		return fmt.Errorf("netdhcp config for %s: mtu %d: %w: give 576 to 9000, or 0 to send none", c.Interface, c.MTU, ErrInvalid)
 	}
 	if c.LeaseTime < 0 || (c.LeaseTime > 0 && c.LeaseTime < time.Minute) {
 		return fmt.Errorf("netdhcp config for %s: lease time %s: %w: give at least one minute, or zero for %s", c.Interface, c.LeaseTime, ErrInvalid, DefaultLeaseTime)

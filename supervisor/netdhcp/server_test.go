@@ -87,6 +87,9 @@ func TestAnswer(t *testing.T) {
 	if got := offer.HostName(); got != "web-1" {
 		t.Errorf("hostname = %q, want web-1", got)
 	}
+	if v := offer.Options.Get(dhcpv4.OptionInterfaceMTU); v != nil {
+		t.Errorf("option 26 = %v without an MTU configured", v)
+	}
 	routes := offer.ClasslessStaticRoute()
 	if len(routes) != 2 || routes[0].String() != "route to 172.16.0.0/12 via 10.7.3.2" || routes[1].String() != "route to 0.0.0.0/0 via 10.7.3.1" {
 		t.Errorf("option 121 = %v, want 172.16.0.0/12 via 10.7.3.2 and the default route via the gateway", routes)
@@ -147,6 +150,8 @@ func TestConfigRefused(t *testing.T) {
 		"duplicate address":   func(c *Config) { c.Leases = append(c.Leases, Lease{MAC: unknownMAC, IP: c.Leases[0].IP}) },
 		"bad hostname":        func(c *Config) { c.Leases[0].Hostname = "web 1;rm" },
 		"negative lease time": func(c *Config) { c.LeaseTime = -time.Second },
+		"mtu too small":       func(c *Config) { c.MTU = 575 },
+		"mtu too large":       func(c *Config) { c.MTU = 9001 },
 	} {
 		c := testConfig()
 		mod(&c)
@@ -163,5 +168,21 @@ func TestConfigRefused(t *testing.T) {
 	}
 	if r, _ := s.answer(request(knownMAC, dhcpv4.MessageTypeDiscover)); r == nil {
 		t.Error("a refused SetLeases dropped the old leases")
+	}
+}
+
+func TestAnswerMTU(t *testing.T) {
+	cfg := testConfig()
+	cfg.MTU = 1450
+	s, err := New(cfg, quiet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	offer, _ := s.answer(request(knownMAC, dhcpv4.MessageTypeDiscover))
+	if offer == nil {
+		t.Fatal("no offer")
+	}
+	if got := offer.Options.Get(dhcpv4.OptionInterfaceMTU); len(got) != 2 || int(got[0])<<8|int(got[1]) != 1450 {
+		t.Errorf("option 26 = %v, want 1450 as two bytes", got)
 	}
 }

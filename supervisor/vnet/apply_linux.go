@@ -67,16 +67,26 @@ func (n *Node) Apply(ctx context.Context, desired State) error {
 	}
 	defer h.Close()
 	r := &reconciler{h: h, log: log}
+	if desired.Uplink != "" && slices.ContainsFunc(desired.Networks, externalGateway) {
+		// The external segments' bridges carry the uplink's address.
+		if r.uplink, err = uplinkAddr(h, desired.Uplink); err != nil {
+			return fmt.Errorf("vnet apply: %w", err)
+		}
+	}
 	if err := r.links(ctx, desired); err != nil {
 		return fmt.Errorf("vnet apply: %w", err)
 	}
 	if err := r.externalAddrs(desired); err != nil {
 		return fmt.Errorf("vnet apply: %w", err)
 	}
-	if slices.ContainsFunc(desired.Networks, func(n Network) bool { return n.Gateway }) {
-		if err := inNS(ns, func() error { return writeSysctl("/proc/sys/net/ipv4/ip_forward", "1") }); err != nil {
-			return fmt.Errorf("vnet apply: enable ip forwarding: %w", err)
-		}
+	if err := r.routes(desired); err != nil {
+		return fmt.Errorf("vnet apply: %w", err)
+	}
+	if err := r.proxies(ns, desired); err != nil {
+		return fmt.Errorf("vnet apply: %w", err)
+	}
+	if err := inNS(ns, func() error { return sysctls(desired, r.uplink.IsValid()) }); err != nil {
+		return fmt.Errorf("vnet apply: %w", err)
 	}
 	if err := applyRules(ns, desired, log); err != nil {
 		return fmt.Errorf("vnet apply: %w", err)
@@ -87,6 +97,34 @@ func (n *Node) Apply(ctx context.Context, desired State) error {
 type reconciler struct {
 	h   *netlink.Handle
 	log *slog.Logger
+	// uplink is the uplink's address when an external segment's gateway is here.
+	uplink netip.Prefix
+}
+
+// sysctls turns on forwarding on a node with a gateway (and leaves it on), and proxy
+// ARP on the bridges of external segments: their servers ARP for every address of the
+// uplink's network, such as the uplink's router, and the admin answers and routes.
+// A proxy reply is not delayed (proxy_delay), as there is no other router to prefer.
+func sysctls(s State, haveUplink bool) error {
+	if slices.ContainsFunc(s.Networks, func(n Network) bool { return n.Gateway }) {
+		if err := writeSysctl("/proc/sys/net/ipv4/ip_forward", "1"); err != nil {
+			return fmt.Errorf("enable ip forwarding: %w", err)
+		}
+	}
+	for _, n := range s.Networks {
+		on := externalGateway(n) && haveUplink
+		v := "0"
+		if on {
+			v = "1"
+			if err := writeSysctl("/proc/sys/net/ipv4/neigh/"+BridgeName(n.ID)+"/proxy_delay", "0"); err != nil {
+				return fmt.Errorf("proxy arp delay on %s: %w", BridgeName(n.ID), err)
+			}
+		}
+		if err := writeSysctl("/proc/sys/net/ipv4/conf/"+BridgeName(n.ID)+"/proxy_arp", v); err != nil {
+			return fmt.Errorf("proxy arp on %s: %w", BridgeName(n.ID), err)
+		}
+	}
+	return nil
 }
 
 func isOwn(l netlink.Link) bool {
@@ -179,10 +217,24 @@ func (r *reconciler) bridge(nw Network) (netlink.Link, error) {
 	if err := r.own(l); err != nil {
 		return nil, err
 	}
-	var want *netlink.Addr
 	if nw.Gateway {
+		// The gateway keeps its MAC address across reboots of the admin, so servers'
+		// ARP caches stay right and they reach the outside at once when it is back.
+		if mac := GatewayMAC(nw.ID); l.Attrs().HardwareAddr.String() != mac.String() {
+			if err := r.h.LinkSetHardwareAddr(l, mac); err != nil {
+				return nil, fmt.Errorf("set the gateway MAC of %s: %w", name, err)
+			}
+		}
+	}
+	var want *netlink.Addr
+	switch {
+	case nw.Gateway && !nw.External:
 		gw := nw.Prefix.Addr().Next()
 		want = &netlink.Addr{IPNet: &net.IPNet{IP: gw.AsSlice(), Mask: net.CIDRMask(nw.Prefix.Bits(), 32)}}
+	case nw.Gateway && r.uplink.IsValid():
+		// As a /32: the uplink keeps the route to its network, the servers reach the
+		// admin at the uplink's address, and DHCP names it router and server.
+		want = &netlink.Addr{IPNet: &net.IPNet{IP: r.uplink.Addr().AsSlice(), Mask: net.CIDRMask(32, 32)}}
 	}
 	addrs, err := r.h.AddrList(l, netlink.FAMILY_V4)
 	if err != nil {

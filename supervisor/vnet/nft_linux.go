@@ -8,6 +8,7 @@ import (
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
+	"github.com/mdlayher/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
@@ -21,7 +22,7 @@ const ipsDstNAT = 1 << 5
 // applyRules replaces table inet cairn with the rules for s in one atomic batch, or
 // deletes it when s needs no rules.
 func applyRules(ns netns.NsHandle, s State, log *slog.Logger) error {
-	c, err := nftables.New(nftables.WithNetNSFd(int(ns)))
+	c, err := nftables.New(nftables.WithNetNSFd(int(ns)), nftables.WithSockOptions(bigBuffers))
 	if err != nil {
 		return fmt.Errorf("nftables: %w", err)
 	}
@@ -54,6 +55,31 @@ func applyRules(ns netns.NsHandle, s State, log *slog.Logger) error {
 	return nil
 }
 
+// nlBuffer is the netlink socket's send and receive buffer. The table goes to the
+// kernel as one batch and the kernel echoes every rule back: with the default 208 KiB
+// a batch of a few dozen mappings no longer fits (bench/net). The buffers are limits,
+// not allocations; root may raise them past net.core.[rw]mem_max with the FORCE options.
+const nlBuffer = 64 << 20
+
+func bigBuffers(c *netlink.Conn) error {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	err = raw.Control(func(fd uintptr) {
+		for _, opt := range []int{unix.SO_SNDBUFFORCE, unix.SO_RCVBUFFORCE} {
+			if e := unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, opt, nlBuffer); e != nil && serr == nil {
+				serr = fmt.Errorf("netlink socket buffer: %w", e)
+			}
+		}
+	})
+	if err != nil {
+		return err
+	}
+	return serr
+}
+
 func addRules(c *nftables.Conn, t *nftables.Table, s State) {
 	accept := nftables.ChainPolicyAccept
 	forward := c.AddChain(&nftables.Chain{Name: "forward", Table: t, Type: nftables.ChainTypeFilter,
@@ -84,7 +110,15 @@ func addRules(c *nftables.Conn, t *nftables.Table, s State) {
 	if s.Uplink == "" {
 		return
 	}
-	// From the outside into the networks only replies and mapped connections.
+	// The outside reaches the servers of external segments at their own addresses:
+	// only those have routes to the segment's bridge.
+	for _, n := range s.Networks {
+		if externalGateway(n) {
+			rule(forward, ifname(expr.MetaKeyIIFNAME, s.Uplink, expr.CmpOpEq),
+				ifname(expr.MetaKeyOIFNAME, BridgeName(n.ID), expr.CmpOpEq), acceptV)
+		}
+	}
+	// From the outside into the internal networks only replies and mapped connections.
 	rule(forward, ifname(expr.MetaKeyIIFNAME, s.Uplink, expr.CmpOpEq), ifPrefix(expr.MetaKeyOIFNAME, "cbr"),
 		ctBits(expr.CtKeySTATE, expr.CtStateBitESTABLISHED|expr.CtStateBitRELATED), acceptV)
 	rule(forward, ifname(expr.MetaKeyIIFNAME, s.Uplink, expr.CmpOpEq), ifPrefix(expr.MetaKeyOIFNAME, "cbr"),
@@ -116,8 +150,8 @@ func addRules(c *nftables.Conn, t *nftables.Table, s State) {
 			})
 	}
 	for _, n := range s.Networks {
-		if !n.Gateway {
-			continue
+		if !n.Gateway || n.External {
+			continue // external segments keep their servers' addresses
 		}
 		rule(post, ifname(expr.MetaKeyOIFNAME, s.Uplink, expr.CmpOpEq), ipv4(),
 			prefix(12, n.Prefix.Addr().AsSlice(), n.Prefix.Bits()), []expr.Any{&expr.Masq{}})

@@ -107,11 +107,16 @@ func newWorld(t *testing.T, mappings []Mapping) *world {
 
 // server makes a namespace with eth0 at addr, its peer enslaved to the node's bridge.
 func (w *world) server(name, node string, n Network, addr string) {
+	w.serverVia(name, node, n.ID, addr+"/24", n.Prefix.Addr().Next().String())
+}
+
+// serverVia makes a server on network id with address cidr and default route via gw.
+func (w *world) serverVia(name, node string, id int, cidr, gw string) {
 	ns := newNS(w.t)
 	tap := "t" + name
-	veth(w.t, node, tap, "", ns, "eth0", addr+"/24")
-	ipCmd(w.t, "-n", node, "link", "set", tap, "master", BridgeName(n.ID))
-	ipCmd(w.t, "-n", ns, "route", "add", "default", "via", n.Prefix.Addr().Next().String())
+	veth(w.t, node, tap, "", ns, "eth0", cidr)
+	ipCmd(w.t, "-n", node, "link", "set", tap, "master", BridgeName(id))
+	ipCmd(w.t, "-n", ns, "route", "add", "default", "via", gw)
 	w.servers[name] = ns
 }
 
@@ -343,4 +348,189 @@ func TestApplyEmptyRemovesEverything(t *testing.T) {
 	if out := nft(w.A, "list", "tables"); !strings.Contains(out, "inet other") {
 		t.Errorf("empty Apply removed a table that is not Cairn's:\n%s", out)
 	}
+}
+
+const (
+	extOutside = "198.51.100.1"
+	extUplink  = "198.51.100.2"
+	extX1      = "198.51.100.100" // external server on compute node B
+	extX2      = "198.51.100.101" // external server on the admin A
+)
+
+var netExt = Network{ID: 3, External: true}
+
+// newExternalWorld is a site whose uplink network 198.51.100.0/24 also holds the
+// external addresses of servers: x1 on node B and x2 on the admin A share external
+// segment 3; s2 on node B is on internal network 1. The outside host O is
+// 198.51.100.1, the admin's uplink 198.51.100.2.
+func newExternalWorld(t *testing.T) *world {
+	testutil.RequireRoot(t)
+	t.Parallel()
+	testutil.RequireProgram(t, "ip")
+	testutil.RequireProgram(t, "busybox")
+	w := &world{t: t, A: newNS(t), B: newNS(t), O: newNS(t), servers: map[string]string{}}
+	veth(t, w.A, "lan0", "192.168.77.1/24", w.B, "lan0", "192.168.77.2/24")
+	veth(t, w.A, "up0", extUplink+"/24", w.O, "eth0", extOutside+"/24")
+	gw1, ext := net1, netExt
+	gw1.Gateway, ext.Gateway = true, true
+	ext.Routed = []netip.Addr{netip.MustParseAddr(extX1), netip.MustParseAddr(extX2)}
+	w.stateA = State{Underlay: "lan0", Peers: []netip.Addr{netip.MustParseAddr("192.168.77.2")},
+		Networks: []Network{gw1, ext}, Uplink: "up0"}
+	w.stateB = State{Underlay: "lan0", Peers: []netip.Addr{netip.MustParseAddr("192.168.77.1")},
+		Networks: []Network{net1, netExt}}
+	apply(t, w.A, w.stateA)
+	apply(t, w.B, w.stateB)
+	w.serverVia("x1", w.B, netExt.ID, extX1+"/24", extUplink)
+	w.serverVia("x2", w.A, netExt.ID, extX2+"/24", extUplink)
+	w.server("s2", w.B, net1, "10.1.1.12")
+	return w
+}
+
+// proxyAndRoutes lists the proxy entries and Cairn's routes of ns, for comparisons.
+func proxyAndRoutes(t *testing.T, ns string) string {
+	return ipCmd(t, "-n", ns, "neigh", "show", "proxy") + ipCmd(t, "-n", ns, "route", "show", "proto", "202")
+}
+
+func TestExternalAddresses(t *testing.T) {
+	w := newExternalWorld(t)
+	x1 := w.servers["x1"]
+	// Another proxy entry on the uplink is Cairn's to remove; one on the LAN is not.
+	ipCmd(t, "-n", w.A, "neigh", "add", "proxy", "198.51.100.99", "dev", "up0")
+	ipCmd(t, "-n", w.A, "neigh", "add", "proxy", "192.168.77.99", "dev", "lan0")
+	apply(t, w.A, w.stateA)
+	if out := ipCmd(t, "-n", w.A, "neigh", "show", "proxy"); strings.Contains(out, "198.51.100.99") || !strings.Contains(out, "192.168.77.99") {
+		t.Errorf("proxy entries after Apply: want 198.51.100.99 on the uplink gone and 192.168.77.99 on the LAN kept:\n%s", out)
+	}
+	if out := ipCmd(t, "-n", w.A, "-4", "addr", "show", "dev", "cbr3"); !strings.Contains(out, extUplink+"/32") {
+		t.Errorf("admin's external bridge lacks the uplink address as /32:\n%s", out)
+	}
+	if out := ipCmd(t, "-n", w.B, "-4", "addr", "show", "dev", "cbr3"); strings.Contains(out, "inet ") {
+		t.Errorf("compute node's external bridge has an address:\n%s", out)
+	}
+
+	// The outside reaches both servers at their own addresses, and they see its own.
+	for _, a := range []string{extX1, extX2} {
+		if !ping(w.O, a) {
+			t.Errorf("outside cannot ping external server %s", a)
+		}
+	}
+	serveHTTP(t, x1, extX1+":8080")
+	if got, err := get(w.O, "", "http://"+extX1+":8080/"); err != nil || got != extOutside {
+		t.Errorf("outside -> %s: got %q, %v; want the answer %s", extX1, got, err, extOutside)
+	}
+	// Outbound keeps the servers' addresses (no masquerade). The outside host is on the
+	// servers' own network, so they reach it by proxy ARP through the admin.
+	serveHTTP(t, w.O, extOutside+":9090")
+	for name, want := range map[string]string{"x1": extX1, "x2": extX2} {
+		if got, err := get(w.servers[name], "", "http://"+extOutside+":9090/"); err != nil || got != want {
+			t.Errorf("%s -> outside: outside saw %q, %v; want %s", name, got, err, want)
+		}
+	}
+	brMAC := strings.Fields(ipCmd(t, "-n", w.A, "-br", "link", "show", "dev", "cbr3"))[2]
+	if out := ipCmd(t, "-n", x1, "neigh", "show", extOutside); !strings.Contains(out, brMAC) {
+		t.Errorf("x1's neighbour %s is not the admin's bridge %s (proxy ARP): %s", extOutside, brMAC, out)
+	}
+	if !ping(x1, extUplink) {
+		t.Errorf("x1 cannot ping its router, the admin's uplink address")
+	}
+
+	// Isolation from the internal networks stays, both ways.
+	if !ping(w.servers["s2"], "10.1.1.1") {
+		t.Fatalf("s2 cannot ping its gateway: the isolation checks below would mean nothing")
+	}
+	if ping(x1, "10.1.1.12") {
+		t.Errorf("external server x1 reaches internal server s2")
+	}
+	if ping(w.servers["s2"], extX1) {
+		t.Errorf("internal server s2 reaches external server x1")
+	}
+
+	// A repeated Apply changes nothing; dropping x2's address removes its route and
+	// proxy entry, and the outside no longer reaches it.
+	before := proxyAndRoutes(t, w.A)
+	apply(t, w.A, w.stateA)
+	if after := proxyAndRoutes(t, w.A); after != before {
+		t.Errorf("repeated Apply changed routes or proxy entries:\n%s---\n%s", before, after)
+	}
+	w.stateA.Networks[1].Routed = w.stateA.Networks[1].Routed[:1]
+	apply(t, w.A, w.stateA)
+	if out := proxyAndRoutes(t, w.A); strings.Contains(out, extX2) || !strings.Contains(out, extX1) {
+		t.Errorf("after dropping %s, routes and proxy entries are:\n%s", extX2, out)
+	}
+	if ping(w.O, extX2) {
+		t.Errorf("outside still reaches %s after its address was dropped", extX2)
+	}
+
+	// An empty State (not even the uplink named) removes every tagged entry.
+	for _, ns := range []string{w.A, w.B} {
+		apply(t, ns, State{})
+		if out := ipCmd(t, "-n", ns, "route", "show", "proto", "202"); strings.TrimSpace(out) != "" {
+			t.Errorf("routes left in %s after empty Apply:\n%s", ns, out)
+		}
+		if out := ipCmd(t, "-n", ns, "-o", "link", "show"); strings.Contains(out, "cbr") || strings.Contains(out, "cvx") {
+			t.Errorf("links left in %s after empty Apply:\n%s", ns, out)
+		}
+		if out, err := exec.Command("ip", "netns", "exec", ns, "nft", "list", "tables").CombinedOutput(); err != nil || strings.Contains(string(out), "inet "+TableName) {
+			t.Errorf("nft list tables in %s after empty Apply: %v\n%s", ns, err, out)
+		}
+	}
+	if out := ipCmd(t, "-n", w.A, "neigh", "show", "proxy"); strings.Contains(out, "198.51.100.") || !strings.Contains(out, "192.168.77.99") {
+		t.Errorf("proxy entries after empty Apply: want none of Cairn's and 192.168.77.99 kept:\n%s", out)
+	}
+}
+
+func TestUplinkAddress(t *testing.T) {
+	testutil.RequireRoot(t)
+	t.Parallel()
+	a, b := newNS(t), newNS(t)
+	veth(t, a, "up0", extUplink+"/24", b, "eth0", "")
+	h, err := netns.GetFromName(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	if got, err := UplinkAddress(h, "up0"); err != nil || got != netip.MustParsePrefix(extUplink+"/24") {
+		t.Errorf("UplinkAddress(up0) = %v, %v; want %s/24", got, err, extUplink)
+	}
+	ipCmd(t, "-n", a, "addr", "flush", "dev", "up0")
+	if _, err := UplinkAddress(h, "up0"); err == nil || !strings.Contains(err.Error(), "no IPv4 address") {
+		t.Errorf("UplinkAddress without an address: err = %v, want one saying it has no IPv4 address", err)
+	}
+	if _, err := UplinkAddress(h, "nosuch0"); err == nil {
+		t.Errorf("UplinkAddress of a missing link: no error")
+	}
+}
+
+// TestManyMappings applies 1,000 mappings in one go and changes one of them: the table
+// goes to the kernel as one netlink batch, which must not outgrow the socket.
+func TestManyMappings(t *testing.T) {
+	testutil.RequireRoot(t)
+	t.Parallel()
+	ns, outside := newNS(t), newNS(t)
+	veth(t, ns, "up0", "198.18.0.1/15", outside, "eth0", "198.18.0.2/15")
+	s := State{Uplink: "up0"}
+	for i := range 4 {
+		s.Networks = append(s.Networks, Network{ID: 10 + i, Prefix: netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 77, byte(i), 0}), 24), Gateway: true})
+	}
+	for i := range 1000 {
+		s.Mappings = append(s.Mappings, Mapping{
+			External: netip.AddrFrom4([4]byte{198, 18, byte(1 + i/250), byte(1 + i%250)}),
+			Internal: netip.AddrFrom4([4]byte{10, 77, byte(i / 250), byte(2 + i%250)}),
+			Ports:    []PortRule{{Proto: "tcp", Port: 80}, {Proto: "tcp", Port: 443, From: netip.MustParsePrefix("192.0.2.0/24")}},
+		})
+	}
+	apply(t, ns, s)
+	s.Mappings[500].Ports = []PortRule{{Proto: "udp", Port: 53}}
+	apply(t, ns, s)
+	out, err := exec.Command("ip", "netns", "exec", ns, "nft", "list", "table", "inet", TableName).CombinedOutput()
+	if err != nil {
+		t.Fatalf("nft list: %v: %s", err, out)
+	}
+	if n := strings.Count(string(out), "dnat ip to "); n != 1999 {
+		t.Errorf("the table has %d DNAT rules, want 1999 (2 per mapping, one changed to 1)", n)
+	}
+	if !strings.Contains(string(out), "udp dport 53") {
+		t.Error("the changed mapping's udp port 53 is not in the table")
+	}
+	apply(t, ns, State{})
 }

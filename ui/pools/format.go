@@ -124,3 +124,11 @@ func subtitle(list []engine.Pool) string {
 
 // keepValue is what the schedule form's keep box starts with.
 func keepValue(p engine.Pool) string { return strconv.Itoa(max(p.SnapshotKeep, 1)) }
+
+// connectionsText is "1 connection", "3 connections".
+func connectionsText(n int) string {
+	if n == 1 {
+		return "1 connection"
+	}
+	return strconv.Itoa(n) + " connections"
+}

@@ -186,7 +186,7 @@ func (f *fakeService) UsageOf(_ context.Context, u engine.User, who string) (eng
 	if who != "me" {
 		return engine.Usage{}, engine.ErrForbidden
 	}
-	return engine.Usage{User: u.ID, Images: 4, Servers: 2, Bytes: 3 << 30, BytesByPool: map[string]int64{"0": 2 << 30, "2": 1 << 30}}, nil
+	return engine.Usage{User: u.ID, Images: 4, Servers: 2, Connections: 3, ExternalAddresses: 1, ExternalQuota: 4, Bytes: 3 << 30, BytesByPool: map[string]int64{"0": 2 << 30, "2": 1 << 30}}, nil
 }
 
 func (f *fakeService) Images(_ context.Context, u engine.User) ([]engine.Image, error) {
@@ -240,7 +240,7 @@ func TestPoolsTableShowsStateProblemsUsageAndOwners(t *testing.T) {
 		"zfs: not supported on this host: no zfs kernel module", "/dev/sdc at /var/lib/cairn/pools/1",
 		"40 GiB used", "60 GiB free of 100 GiB", `value="40"`, "Daily at 03:00, keeping 7", "Not supported by dir pools",
 		`<li data-owner="root"><span>root</span><span>10 GiB</span></li><li data-owner="alice"><span>alice</span><span>3 GiB</span>`,
-		`data-usage="images">4<`, `data-usage="servers">2<`, `data-usage="bytes">3 GiB<`, "<span>pool0</span><span>2 GiB</span>", "<span>plain</span><span>1 GiB</span>",
+		`data-usage="images">4<`, `data-usage="servers">2<`, `data-usage="external">1 of 4<`, ">3 connections</a>", `data-usage="bytes">3 GiB<`, "<span>pool0</span><span>2 GiB</span>", "<span>plain</span><span>1 GiB</span>",
 		`id="create-pool"`,
 	} {
 		if !strings.Contains(body, s) {

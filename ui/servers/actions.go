@@ -2,8 +2,10 @@ package servers
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 
 	"github.com/cairn-os/cairn/supervisor/engine"
@@ -97,6 +99,54 @@ func (h *Handlers) SetCDROM(w http.ResponseWriter, r *http.Request) {
 	h.act(w, r, "change the CD-ROM of", func(ctx context.Context, u engine.User, id string) (engine.Server, error) {
 		return h.svc.SetCDROM(ctx, u, id, image)
 	})
+}
+
+// AttachConnection serves POST /servers/{id}/connections (field connection): the
+// connection becomes one of the server's NICs, plugged in at once when it runs.
+func (h *Handlers) AttachConnection(w http.ResponseWriter, r *http.Request) {
+	conn := r.PostFormValue("connection")
+	h.act(w, r, "attach a connection to", func(ctx context.Context, u engine.User, id string) (engine.Server, error) {
+		if conn == "" {
+			return engine.Server{}, fmt.Errorf("%w: choose the connection to attach", engine.ErrInvalid)
+		}
+		_, err := h.svc.AttachConnection(ctx, u, conn, id)
+		return engine.Server{}, err
+	})
+}
+
+// DetachConnection serves POST /servers/{id}/connections/{conn}/detach: the NIC is
+// unplugged, and the connection keeps its addresses. When the guest does not let go
+// of the NIC the engine detaches it all the same and says so: the page shows that.
+func (h *Handlers) DetachConnection(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	v, _ := layout.ViewerFrom(ctx)
+	id, conn := r.PathValue("id"), r.PathValue("conn")
+	s, err := h.svc.Server(ctx, v.User, id)
+	if err != nil {
+		h.fail(w, r, "read server", err)
+		return
+	}
+	if !slices.ContainsFunc(s.NICs, func(n engine.ServerNIC) bool { return n.Connection == conn }) {
+		h.refused(w, r, "detach a connection from", fmt.Errorf("%w: connection %q is not attached to server %s; reload the page", engine.ErrInvalid, conn, s.Name))
+		return
+	}
+	c, err := h.svc.DetachConnection(ctx, v.User, conn)
+	switch {
+	case err != nil && c.ID != "":
+		// Detached from the server's configuration; the running guest kept the NIC.
+		h.logger.Warn("detach connection: the guest kept the NIC", "server", s.ID, "connection", conn, "err", err)
+		if s, err2 := h.svc.Server(ctx, v.User, id); err2 == nil {
+			d := h.detailView(ctx, s, "")
+			d.warning = err.Error()
+			h.renderView(w, r, layout.StatusOf(err), d)
+			return
+		}
+		h.back(w, r, id, "")
+	case err != nil:
+		h.refused(w, r, "detach a connection from", err)
+	default:
+		h.back(w, r, id, "")
+	}
 }
 
 // Delete serves POST /servers/{id}/delete (field delete_disks: on to delete its disk

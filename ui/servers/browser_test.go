@@ -93,6 +93,10 @@ func (e *liveEngine) DeleteServer(context.Context, engine.User, string, bool) ([
 
 func (e *liveEngine) Images(context.Context, engine.User) ([]engine.Image, error) { return nil, nil }
 
+func (e *liveEngine) Connections(context.Context, engine.User) ([]engine.Connection, error) {
+	return nil, nil
+}
+
 func (e *liveEngine) Nodes(context.Context, engine.User) ([]engine.Node, error) {
 	return []engine.Node{{ID: "n-1", Name: "node-1", State: engine.NodeReady}}, nil
 }

@@ -24,6 +24,10 @@ type fakeEngine struct {
 	nodes   []engine.Node
 	users   []engine.User
 	ops     []engine.Operation
+	conns   []engine.Connection
+	// guestKeepsNIC makes DetachConnection detach with the engine's error for a guest
+	// that does not release the NIC.
+	guestKeepsNIC bool
 	// err, when set, is what the next action returns.
 	err error
 	// calls records the actions that reached the engine: "start s-1".
@@ -269,6 +273,68 @@ func (f *fakeEngine) Operations(_ context.Context, u engine.User) ([]engine.Oper
 	return out, nil
 }
 
+func (f *fakeEngine) Connections(_ context.Context, u engine.User) ([]engine.Connection, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []engine.Connection
+	for _, c := range f.conns {
+		if u.Role == engine.RoleAdmin || c.Owner == u.ID {
+			out = append(out, c)
+		}
+	}
+	return out, nil
+}
+
+// conn finds connection id as u sees it; the caller holds f.mu.
+func (f *fakeEngine) conn(u engine.User, id string) (int, error) {
+	for i, c := range f.conns {
+		if c.ID == id && (u.Role == engine.RoleAdmin || c.Owner == u.ID) {
+			return i, nil
+		}
+	}
+	return -1, fmt.Errorf("%w: no connection %q", engine.ErrNotFound, id)
+}
+
+func (f *fakeEngine) AttachConnection(_ context.Context, u engine.User, id, serverID string) (engine.Connection, error) {
+	var c engine.Connection
+	_, err := f.act(u, serverID, "attach-connection", func(s *engine.Server) error {
+		i, err := f.conn(u, id)
+		if err != nil {
+			return err
+		}
+		if f.conns[i].Server != "" {
+			return fmt.Errorf("attach connection %q: %w: connection %s is attached to server %s; detach it first", id, engine.ErrInUse, id, f.conns[i].Server)
+		}
+		f.conns[i].Server = s.ID
+		c = f.conns[i]
+		s.NICs = append(s.NICs, engine.ServerNIC{MAC: c.MAC, Model: "virtio", Connection: c.ID, Kind: c.Kind, Network: c.Network, Address: c.Address, External: c.External})
+		return nil
+	})
+	return c, err
+}
+
+func (f *fakeEngine) DetachConnection(_ context.Context, u engine.User, id string) (engine.Connection, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := writer(u, "detach connection "+id); err != nil {
+		return engine.Connection{}, err
+	}
+	i, err := f.conn(u, id)
+	if err != nil {
+		return engine.Connection{}, err
+	}
+	for j := range f.servers {
+		f.servers[j].NICs = slices.DeleteFunc(f.servers[j].NICs, func(n engine.ServerNIC) bool { return n.Connection == id })
+	}
+	server := f.conns[i].Server
+	f.conns[i].Server = ""
+	f.calls = append(f.calls, "detach-connection "+id)
+	if f.guestKeepsNIC {
+		return f.conns[i], fmt.Errorf("detach connection %q: %w: detached from the configuration, but the guest of server %s did not release the NIC; it goes when the server powers off", id, engine.ErrInUse, server)
+	}
+	return f.conns[i], nil
+}
+
 // CancelOperation makes fakeEngine an operations.Service too, for the browser test.
 func (f *fakeEngine) CancelOperation(_ context.Context, u engine.User, id string) (engine.Operation, error) {
 	f.mu.Lock()
@@ -328,7 +394,9 @@ func newFake() *fakeEngine {
 		servers: []engine.Server{
 			{ID: "s-1", UUID: "3d2c1b0a-9f8e-4d7c-8b6a-5f4e3d2c1b0a", Name: "web-1", Owner: alice.ID, VCPUs: 2, MemoryMiB: 2048,
 				Disks: []engine.ServerDisk{{Image: "i-web", Bus: "virtio"}, {Image: "i-data", Bus: "scsi"}}, CDROM: "i-iso",
-				NICs: []engine.ServerNIC{{MAC: "52:54:00:12:34:56", Model: "virtio"}}, Boot: []string{"disk"}, Node: "n-1", State: engine.ServerRunning,
+				NICs: []engine.ServerNIC{{MAC: "52:54:00:12:34:56", Model: "virtio"},
+					{MAC: "52:54:00:aa:00:01", Model: "virtio", Connection: "c-lan", Kind: engine.ConnMapping, Network: 3, Address: "10.1.2.10", External: "198.51.100.7"}},
+				Boot: []string{"disk"}, Node: "n-1", State: engine.ServerRunning,
 				Autostart: true, CreatedAt: t0, StateAt: t0},
 			{ID: "s-2", Name: "db-1", Owner: alice.ID, VCPUs: 1, MemoryMiB: 512, Boot: []string{"disk"}, State: engine.ServerShutoff,
 				Disks: []engine.ServerDisk{{Image: "i-db", Bus: "virtio"}}, CreatedAt: t0, StateAt: t0},
@@ -348,5 +416,11 @@ func newFake() *fakeEngine {
 			{ID: "n-3", Name: "rack1-node3", State: engine.NodeDown},
 		},
 		users: []engine.User{alice, bob, root},
+		conns: []engine.Connection{
+			{ID: "c-lan", Name: "web-public", Owner: alice.ID, Kind: engine.ConnMapping, Network: 3, MAC: "52:54:00:aa:00:01",
+				Address: "10.1.2.10", External: "198.51.100.7", Ports: "80,443", Server: "s-1"},
+			{ID: "c-free", Name: "spare", Owner: alice.ID, Kind: engine.ConnInternal, Network: 3, MAC: "52:54:00:aa:00:02", Address: "10.1.2.11"},
+			{ID: "c-bob", Name: "bobs", Owner: bob.ID, Kind: engine.ConnInternal, Network: 4, MAC: "52:54:00:aa:00:03", Address: "10.1.3.10"},
+		},
 	}
 }

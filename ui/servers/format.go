@@ -252,3 +252,41 @@ func diskNumber(i int) string {
 func hasImage(images []engine.Image, id string) bool {
 	return slices.ContainsFunc(images, func(im engine.Image) bool { return im.ID == id })
 }
+
+// connName is connection id's name, or its ID when the viewer does not see it.
+func (d detailView) connName(id string) string {
+	if c, ok := d.conns[id]; ok && c.Name != "" {
+		return c.Name
+	}
+	return id
+}
+
+// connLabel is a connection in the attach list: "lan — internal 10.1.2.10 (c-abc)",
+// with "→ 198.51.100.7" for a mapping.
+func connLabel(c engine.Connection) string {
+	s := c.Name + " — " + string(c.Kind) + " " + c.Address
+	if c.External != "" {
+		s += " → " + c.External
+	}
+	return s + " (" + c.ID + ")"
+}
+
+// hasPlaceholder reports whether s has a NIC without a connection.
+func hasPlaceholder(s engine.Server) bool {
+	return slices.ContainsFunc(s.NICs, func(n engine.ServerNIC) bool { return n.Connection == "" })
+}
+
+// Addresses are a server's addresses for the table: each connection's address, with
+// "→ external" for a mapping.
+func Addresses(s engine.Server) []string {
+	var out []string
+	for _, n := range s.NICs {
+		switch {
+		case n.Address != "" && n.External != "":
+			out = append(out, n.Address+" → "+n.External)
+		case n.Address != "":
+			out = append(out, n.Address)
+		}
+	}
+	return out
+}

@@ -1,9 +1,10 @@
 // Package servers is the web console's Servers area: the live table of the viewer's
 // servers (admins: everyone's), the form that creates one from images or masters,
-// and each server's page with its state, disks, CD-ROM and network interfaces, and
-// the actions its state allows — start, shut down (an operation whose progress the
-// page shows, with "Force off" when the guest does not power off in time), force off,
-// reboot, suspend and resume, migrate, delete.
+// and each server's page with its state, disks, CD-ROM and network interfaces (its
+// connections, which the page attaches and detaches), and the actions its state
+// allows — start, shut down (an operation whose progress the page shows, with "Force
+// off" when the guest does not power off in time), force off, reboot, suspend and
+// resume, migrate, delete.
 //
 // Every action is a plain form that posts (with the session's CSRF token) and comes
 // back to the server's page, which shows the engine's message when the engine
@@ -45,6 +46,9 @@ type Service interface {
 	AttachDisk(ctx context.Context, u engine.User, id string, req engine.ServerDiskRequest) (engine.Server, error)
 	DetachDisk(ctx context.Context, u engine.User, id string, index int) (engine.Server, error)
 	SetCDROM(ctx context.Context, u engine.User, id, image string) (engine.Server, error)
+	Connections(ctx context.Context, u engine.User) ([]engine.Connection, error)
+	AttachConnection(ctx context.Context, u engine.User, id, serverID string) (engine.Connection, error)
+	DetachConnection(ctx context.Context, u engine.User, id string) (engine.Connection, error)
 	Images(ctx context.Context, u engine.User) ([]engine.Image, error)
 	Nodes(ctx context.Context, u engine.User) ([]engine.Node, error)
 	Users(ctx context.Context, u engine.User) ([]engine.User, error)
@@ -154,6 +158,12 @@ func (h *Handlers) Show(w http.ResponseWriter, r *http.Request) {
 func (h *Handlers) renderDetail(w http.ResponseWriter, r *http.Request, status int, s engine.Server, opID, problem string) {
 	d := h.detailView(r.Context(), s, opID)
 	d.problem = problem
+	h.renderView(w, r, status, d)
+}
+
+// renderView answers with the server page d.
+func (h *Handlers) renderView(w http.ResponseWriter, r *http.Request, status int, d detailView) {
+	s := d.s
 	body := serverBody(d)
 	layout.Render(w, r, h.logger, status, layout.Page{
 		Title:     s.Name,
@@ -196,6 +206,18 @@ func (h *Handlers) detailView(ctx context.Context, s engine.Server, opID string)
 			d.nodes[n.ID] = n
 		}
 		d.migrateTo = migrationTargets(nodes, s)
+	}
+	if conns, err := h.svc.Connections(ctx, v.User); err != nil {
+		h.logger.Warn("list connections for a server page", "server", s.ID, "err", err)
+	} else {
+		d.conns = map[string]engine.Connection{}
+		for _, c := range conns {
+			d.conns[c.ID] = c
+			if c.Server == "" && c.Owner == s.Owner {
+				d.freeConns = append(d.freeConns, c)
+			}
+		}
+		slices.SortFunc(d.freeConns, func(a, b engine.Connection) int { return cmp.Or(cmp.Compare(a.Name, b.Name), cmp.Compare(a.ID, b.ID)) })
 	}
 	d.op = h.operationFor(ctx, v.User, s, opID)
 	return d

@@ -37,6 +37,8 @@ func mux(h *Handlers) *http.ServeMux {
 	m.HandleFunc("POST /servers/{id}/disks", h.AttachDisk)
 	m.HandleFunc("POST /servers/{id}/disks/{index}/detach", h.DetachDisk)
 	m.HandleFunc("POST /servers/{id}/cdrom", h.SetCDROM)
+	m.HandleFunc("POST /servers/{id}/connections", h.AttachConnection)
+	m.HandleFunc("POST /servers/{id}/connections/{conn}/detach", h.DetachConnection)
 	return m
 }
 
@@ -229,7 +231,7 @@ func TestActionsFollowTheState(t *testing.T) {
 		`action="/servers/s-1/suspend"`, `action="/servers/s-1/stop"`, `action="/servers/s-1/migrate"`,
 		`<option value="n-2">rack1-node2 (ready)</option>`, `href="/servers/s-1/console"`, `href="/servers/s-1/vnc"`,
 		`action="/servers/s-1/disks/1/detach"`, `action="/servers/s-1/disks"`, `<option value="i-free">`,
-		`action="/servers/s-1/cdrom"`, "debian-12-netinst", "52:54:00:12:34:56", "placeholder until connections exist")
+		`action="/servers/s-1/cdrom"`, "debian-12-netinst", "52:54:00:12:34:56", "user-mode networking")
 	mustNotContain(t, "a running server", running, `action="/servers/s-1/start"`, `action="/servers/s-1/delete"`,
 		`<option value="n-1">`, `<option value="n-3">`)
 
