@@ -33,6 +33,8 @@ func statusOf(err error) int {
 		return http.StatusUnauthorized
 	case errors.Is(err, engine.ErrForbidden):
 		return http.StatusForbidden
+	case errors.Is(err, engine.ErrUnavailable):
+		return http.StatusServiceUnavailable
 	case errors.Is(err, errUnsupportedMedia):
 		return http.StatusUnsupportedMediaType
 	case errors.As(err, &tooBig):

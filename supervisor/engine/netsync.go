@@ -302,10 +302,19 @@ func (e *Engine) syncNetworks(ctx context.Context) {
 	e.syncNodes(ctx, "")
 }
 
-// syncNode is syncNetworks that reports node id's failure (the admin's too, which
-// holds the gateways).
+// syncNode is syncNetworks that reports node id's failure.
 func (e *Engine) syncNode(ctx context.Context, id string) error {
 	return e.syncNodes(ctx, id)
+}
+
+// syncFor readies node id for server s: a server with connections needs the node to
+// have their networks; one without gets none, and a failure elsewhere is only logged.
+func (e *Engine) syncFor(ctx context.Context, s Server, id string) error {
+	if !slices.ContainsFunc(s.NICs, func(n ServerNIC) bool { return n.Connection != "" }) {
+		e.syncNetworks(ctx)
+		return nil
+	}
+	return e.syncNode(ctx, id)
 }
 
 func (e *Engine) syncNodes(ctx context.Context, must string) error {
@@ -335,11 +344,11 @@ func (e *Engine) syncNodes(ctx context.Context, must string) error {
 		return nil
 	}
 	if _, ok := want[must]; !ok {
-		return fmt.Errorf("node %s is not ready to carry networks", must)
+		return fmt.Errorf("%w: node %s is not ready to carry networks", ErrUnavailable, must)
 	}
 	for i, n := range nodes {
-		if errs[i] != nil && (n.ID == must || slices.Contains(n.Roles, NodeRoleAdmin)) {
-			return errs[i]
+		if errs[i] != nil && n.ID == must {
+			return fmt.Errorf("%w: %v", ErrUnavailable, errs[i])
 		}
 	}
 	return nil

@@ -44,7 +44,7 @@ func (e *Engine) MigrateServer(ctx context.Context, u User, id, target string) (
 		p.Set(0, "migrating to "+dst.ID)
 		release := e.holdServer(s.ID, dst.ID)
 		defer release()
-		if err := e.syncNode(ctx, dst.ID); err != nil {
+		if err := e.syncFor(ctx, s, dst.ID); err != nil {
 			return "", fmt.Errorf("networks on node %s: %w", dst.ID, err)
 		}
 		src, err := e.hypervisor(ctx, s.Node)

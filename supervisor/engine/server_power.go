@@ -105,7 +105,7 @@ func (e *Engine) StartServer(ctx context.Context, u User, id string) (Server, er
 	// The node gets the bridges of the server's networks before the server starts.
 	release := e.holdServer(s.ID, n.ID)
 	defer release()
-	if err := e.syncNode(ctx, n.ID); err != nil {
+	if err := e.syncFor(ctx, s, n.ID); err != nil {
 		return Server{}, fmt.Errorf("%s: networks on node %s: %w", op, n.ID, err)
 	}
 	if s.Node != "" && s.Node != n.ID {

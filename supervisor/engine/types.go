@@ -20,6 +20,9 @@ var (
 	ErrInvalid      = errors.New("invalid")
 	ErrUnauthorized = errors.New("unauthorized")
 	ErrForbidden    = errors.New("forbidden")
+	// ErrUnavailable means a node could not do its part now (unreachable, or it
+	// refused); trying again later or elsewhere may work.
+	ErrUnavailable = errors.New("unavailable")
 )
 
 // Role is what a user may do: admins everything, users their own resources, readonly

@@ -9,6 +9,7 @@ import (
 	"github.com/cairn-os/cairn/supervisor/netdhcp"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // dhcpWant is one network's DHCP server as nn asks for it.
@@ -137,7 +138,7 @@ func sameLeases(x, y []netdhcp.Lease) bool {
 // handle is a netlink handle in ns, zero meaning the caller's namespace.
 func handle(ns netns.NsHandle) (*netlink.Handle, error) {
 	if ns <= 0 {
-		return netlink.NewHandle()
+		return netlink.NewHandle(unix.NETLINK_ROUTE)
 	}
-	return netlink.NewHandleAt(ns)
+	return netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
 }

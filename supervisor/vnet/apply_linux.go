@@ -61,7 +61,7 @@ func (n *Node) Apply(ctx context.Context, desired State) error {
 		defer cur.Close()
 		ns = cur
 	}
-	h, err := netlink.NewHandleAt(ns)
+	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
 	if err != nil {
 		return fmt.Errorf("vnet apply: netlink in namespace: %w", err)
 	}

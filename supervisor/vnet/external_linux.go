@@ -30,9 +30,9 @@ func UplinkAddress(ns netns.NsHandle, name string) (netip.Prefix, error) {
 
 func handleAt(ns netns.NsHandle) (*netlink.Handle, error) {
 	if ns <= 0 {
-		return netlink.NewHandle()
+		return netlink.NewHandle(unix.NETLINK_ROUTE)
 	}
-	return netlink.NewHandleAt(ns)
+	return netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
 }
 
 func uplinkAddr(h *netlink.Handle, name string) (netip.Prefix, error) {

@@ -22,6 +22,8 @@ func StatusOf(err error) int {
 		return http.StatusUnauthorized
 	case errors.Is(err, engine.ErrForbidden):
 		return http.StatusForbidden
+	case errors.Is(err, engine.ErrUnavailable):
+		return http.StatusServiceUnavailable
 	}
 	return http.StatusInternalServerError
 }
