@@ -108,7 +108,13 @@ func runAdmin(ctx context.Context, cfg Config, logger *slog.Logger, mgr *service
 		return fmt.Errorf("admin account: %w", err)
 	}
 
-	go runLocalNode(ctx, logger, e, link.localNetworkVersion)
+	// Compute nodes reach the admin on the LAN: for migrations to it and as the VXLAN
+	// peer of the networks.
+	lanAddr := ""
+	if nw.lan.IsValid() {
+		lanAddr = nw.lan.Addr().String()
+	}
+	go runLocalNode(ctx, logger, e, lanAddr, link.localNetworkVersion)
 	go e.RunHealth(ctx)
 	go e.RunSchedules(ctx)
 	if shared := e.SharedPools(); len(shared) > 1 {
@@ -220,11 +226,14 @@ func prepareDataDisk(ctx context.Context, logger *slog.Logger) (string, bool) {
 
 // runLocalNode registers the admin as a compute node of its own engine and beats for
 // it, so that one machine is a complete engine.
-func runLocalNode(ctx context.Context, logger *slog.Logger, e *engine.Engine, netVersion func() string) {
+func runLocalNode(ctx context.Context, logger *slog.Logger, e *engine.Engine, address string, netVersion func() string) {
 	inv, err := agent.Inventory(ctx)
 	if err != nil {
 		logger.Error("inventory of the admin node", "err", err)
 		return
+	}
+	if address != "" {
+		inv.Address = address
 	}
 	if _, err := e.RegisterLocalNode(ctx, inv); err != nil {
 		logger.Error("register the admin as a node", "err", err)
@@ -235,6 +244,7 @@ func runLocalNode(ctx context.Context, logger *slog.Logger, e *engine.Engine, ne
 	for {
 		if hb, err := agent.Stats(); err == nil {
 			hb.NetworkVersion = netVersion()
+			hb.Address = address
 			e.LocalHeartbeat(ctx, hb)
 		}
 		select {

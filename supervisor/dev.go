@@ -72,7 +72,7 @@ func runDev(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	if created {
 		login = "admin / " + password
 	}
-	go runLocalNode(ctx, logger, e, link.localNetworkVersion)
+	go runLocalNode(ctx, logger, e, "", link.localNetworkVersion)
 	go e.RunHealth(ctx)
 	go e.RunSchedules(ctx)
 	bannerTo(os.Stderr, "Cairn "+Version+" — development engine",

@@ -6,6 +6,7 @@ package nstest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -14,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -151,8 +153,12 @@ func Ping(ns, addr string) bool {
 	return false
 }
 
+// ErrNoLease is wrapped by the error of a DHCP client that gave up without a lease.
+var ErrNoLease = errors.New("no DHCP lease")
+
 // dhcpScript is udhcpc's script: it puts the lease on the interface with the router
-// as default route and the MTU.
+// as default route and the MTU, and writes what the server sent to $CAIRN_LEASE, one
+// name=value a line.
 const dhcpScript = `#!/bin/sh
 case "$1" in
 deconfig) ip -4 addr flush dev "$interface"; ip link set "$interface" up ;;
@@ -161,31 +167,82 @@ bound|renew)
 	ip addr add "$ip/$mask" dev "$interface"
 	[ -n "$mtu" ] && ip link set "$interface" mtu "$mtu"
 	[ -n "$router" ] && ip route replace default via "$router" dev "$interface"
-	echo "ip=$ip mask=$mask router=$router mtu=$mtu dns=$dns hostname=$hostname" >"$CAIRN_LEASE"
+	printf 'ip=%s\nmask=%s\nsubnet=%s\nrouter=%s\ndns=%s\nhostname=%s\nlease=%s\nmtu=%s\nstaticroutes=%s\n' \
+		"$ip" "$mask" "$subnet" "$router" "$dns" "$hostname" "$lease" "$mtu" "$staticroutes" >"$CAIRN_LEASE"
 	;;
 esac
 exit 0
 `
 
-// DHCP runs busybox udhcpc on iface inside ns until it has a lease (or 20 s pass) and
-// returns the lease's line: "ip=… mask=… router=… mtu=… dns=… hostname=…".
-func DHCP(t testing.TB, ns, iface string) (string, error) {
+// DHCPClient is a run of busybox udhcpc. The zero value sends up to 8 discovers 2 s
+// apart and asks for udhcpc's default options.
+type DHCPClient struct {
+	// Tries is how many discovers are sent before giving up; 8 when 0.
+	Tries int
+	// Seconds is how long to wait for an answer to each; 2 when 0.
+	Seconds int
+	// Request names options to ask for beyond udhcpc's defaults, e.g. "staticroutes".
+	Request []string
+}
+
+// Lease runs the client on iface inside ns until it has a lease, puts the lease on
+// the interface and returns what the server sent, by udhcpc's names: ip, mask (the
+// prefix length), subnet, router, dns, hostname, lease (seconds), mtu, staticroutes.
+// When udhcpc gives up without a lease, the error wraps ErrNoLease.
+func (c DHCPClient) Lease(t testing.TB, ns, iface string) (map[string]string, error) {
 	t.Helper()
 	testutil.RequireProgram(t, "busybox")
+	tries, secs := c.Tries, c.Seconds
+	if tries == 0 {
+		tries = 8
+	}
+	if secs == 0 {
+		secs = 2
+	}
 	dir := t.TempDir()
 	script := filepath.Join(dir, "udhcpc.sh")
 	lease := filepath.Join(dir, "lease")
 	if err := os.WriteFile(script, []byte(dhcpScript), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	// Beyond the discovers, the guard leaves time for the request and its answer.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(tries*secs+10)*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", ns, "busybox", "udhcpc", "-f", "-q", "-n",
-		"-t", "8", "-T", "2", "-i", iface, "-s", script)
+	args := []string{"netns", "exec", ns, "busybox", "udhcpc", "-f", "-q", "-n",
+		"-t", strconv.Itoa(tries), "-T", strconv.Itoa(secs), "-i", iface, "-s", script}
+	for _, o := range c.Request {
+		args = append(args, "-O", o)
+	}
+	cmd := exec.CommandContext(ctx, "ip", args...)
 	cmd.Env = append(os.Environ(), "CAIRN_LEASE="+lease)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("udhcpc on %s in %s: %v: %s", iface, ns, err, out)
+	out, err := cmd.CombinedOutput()
+	if ctx.Err() != nil {
+		return nil, fmt.Errorf("udhcpc on %s in %s did not finish: %s", iface, ns, out)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("udhcpc on %s in %s: %w (%v): %s", iface, ns, ErrNoLease, err, out)
 	}
 	b, err := os.ReadFile(lease)
-	return strings.TrimSpace(string(b)), err
+	if err != nil {
+		return nil, fmt.Errorf("udhcpc on %s in %s: %w", iface, ns, err)
+	}
+	got := map[string]string{}
+	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		if k, v, ok := strings.Cut(l, "="); ok {
+			got[k] = v
+		}
+	}
+	return got, nil
+}
+
+// DHCP runs a DHCPClient with its defaults on iface inside ns and returns the lease
+// as one line: "ip=… mask=… router=… mtu=… dns=… hostname=…".
+func DHCP(t testing.TB, ns, iface string) (string, error) {
+	t.Helper()
+	l, err := DHCPClient{}.Lease(t, ns, iface)
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("ip=%s mask=%s router=%s mtu=%s dns=%s hostname=%s",
+		l["ip"], l["mask"], l["router"], l["mtu"], l["dns"], l["hostname"]), nil
 }

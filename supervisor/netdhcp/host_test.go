@@ -1,20 +1,16 @@
 package netdhcp
 
 import (
-	"bufio"
-	"bytes"
 	"context"
+	"errors"
 	"net"
 	"net/netip"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/cairn-os/cairn/internal/nstest"
 	"github.com/cairn-os/cairn/internal/testutil"
-	"github.com/vishvananda/netns"
 )
 
 // link is a test network made only of namespaces: a bridge with the gateway address in
@@ -27,42 +23,21 @@ type link struct {
 	cliIf    string
 }
 
-func ipCmd(t *testing.T, args ...string) {
-	t.Helper()
-	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-		t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
-	}
-}
-
 func newLink(t *testing.T, gateway string, mac net.HardwareAddr) *link {
 	t.Helper()
-	testutil.RequireRoot(t)
-	testutil.RequireProgram(t, "ip")
-	l := &link{srv: testutil.Name("cairn-dhs-"), cli: testutil.Name("cairn-dhc-"), bridge: "br0", cliIf: "eth0"}
-	ipCmd(t, "netns", "add", l.srv)
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", l.srv).Run() })
-	ipCmd(t, "netns", "add", l.cli)
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", l.cli).Run() })
-	ipCmd(t, "-n", l.srv, "link", "add", l.bridge, "type", "bridge")
-	ipCmd(t, "-n", l.srv, "link", "add", "vsrv", "type", "veth", "peer", "name", l.cliIf, "netns", l.cli)
-	ipCmd(t, "-n", l.srv, "link", "set", "vsrv", "master", l.bridge)
-	ipCmd(t, "-n", l.srv, "addr", "add", gateway, "dev", l.bridge)
-	for _, dev := range []string{"lo", l.bridge, "vsrv"} {
-		ipCmd(t, "-n", l.srv, "link", "set", dev, "up")
-	}
-	ipCmd(t, "-n", l.cli, "link", "set", l.cliIf, "address", mac.String())
-	for _, dev := range []string{"lo", l.cliIf} {
-		ipCmd(t, "-n", l.cli, "link", "set", dev, "up")
-	}
+	l := &link{srv: nstest.New(t, "cairn-dhs-"), cli: nstest.New(t, "cairn-dhc-"), bridge: "br0", cliIf: "eth0"}
+	nstest.IP(t, "-n", l.srv, "link", "add", l.bridge, "type", "bridge")
+	nstest.IP(t, "-n", l.srv, "addr", "add", gateway, "dev", l.bridge)
+	nstest.IP(t, "-n", l.srv, "link", "set", l.bridge, "up")
+	nstest.Veth(t, l.srv, "vsrv", "", l.cli, l.cliIf, "")
+	nstest.IP(t, "-n", l.srv, "link", "set", "vsrv", "master", l.bridge)
+	nstest.IP(t, "-n", l.cli, "link", "set", l.cliIf, "address", mac.String())
 	return l
 }
 
 // serveIn runs s inside the link's server namespace until the test ends.
 func serveIn(t *testing.T, l *link, s *Server) {
-	h, err := netns.GetFromName(l.srv)
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := nstest.Handle(t, l.srv)
 	t.Cleanup(func() { h.Close() })
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -75,48 +50,21 @@ func serveIn(t *testing.T, l *link, s *Server) {
 	})
 }
 
-const udhcpcScript = `#!/bin/sh
-if [ "$1" = bound ]; then
-	echo "ip=$ip"
-	echo "subnet=$subnet"
-	echo "router=$router"
-	echo "dns=$dns"
-	echo "hostname=$hostname"
-	echo "lease=$lease"
-	echo "staticroutes=$staticroutes"
-	echo "mtu=$mtu"
-fi
-`
+// briefClient gives up after about three seconds, so that a MAC the server does not know
+// costs the test little; it asks for the static routes (option 121) as well.
+var briefClient = nstest.DHCPClient{Tries: 3, Seconds: 1, Request: []string{"staticroutes"}}
 
 // udhcpc runs busybox's DHCP client once on the link's client side and returns the
-// settings it was given, or nil when no server answered within about three seconds.
+// settings it was given, or nil when no server answered.
 func udhcpc(t *testing.T, l *link) map[string]string {
 	t.Helper()
-	testutil.RequireProgram(t, "busybox")
-	script := filepath.Join(t.TempDir(), "udhcpc.sh")
-	if err := os.WriteFile(script, []byte(udhcpcScript), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", l.cli,
-		"busybox", "udhcpc", "-i", l.cliIf, "-n", "-q", "-f", "-t", "3", "-T", "1", "-O", "staticroutes", "-s", script)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	if ctx.Err() != nil {
-		t.Fatalf("udhcpc did not finish: %s", stderr.String())
-	}
-	if err != nil {
-		t.Logf("udhcpc got no lease (%v): %s", err, stderr.String())
+	got, err := briefClient.Lease(t, l.cli, l.cliIf)
+	if errors.Is(err, nstest.ErrNoLease) {
+		t.Logf("udhcpc got no lease: %v", err)
 		return nil
 	}
-	got := map[string]string{}
-	sc := bufio.NewScanner(&stdout)
-	for sc.Scan() {
-		if k, v, ok := strings.Cut(sc.Text(), "="); ok {
-			got[k] = v
-		}
+	if err != nil {
+		t.Fatal(err)
 	}
 	return got
 }
@@ -191,10 +139,7 @@ func TestHostServeMissingInterface(t *testing.T) {
 
 func TestHostServeInMissingInterface(t *testing.T) {
 	l := newLink(t, "10.7.3.1/24", net.HardwareAddr{0x52, 0x54, 0, 0, 0, 1})
-	h, err := netns.GetFromName(l.srv)
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := nstest.Handle(t, l.srv)
 	defer h.Close()
 	cfg := testConfig()
 	cfg.Interface = "nobr0" // exists in no namespace here

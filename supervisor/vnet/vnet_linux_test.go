@@ -2,19 +2,14 @@ package vnet
 
 import (
 	"context"
-	"fmt"
-	"io"
 	"log/slog"
-	"net"
-	"net/http"
 	"net/netip"
 	"os/exec"
 	"strings"
 	"testing"
-	"time"
 
+	"github.com/cairn-os/cairn/internal/nstest"
 	"github.com/cairn-os/cairn/internal/testutil"
-	"github.com/vishvananda/netns"
 )
 
 // world is a small Cairn site made of network namespaces: admin A and node B joined by a
@@ -28,74 +23,55 @@ type world struct {
 	stateB  State
 }
 
+// nsPrefix starts the names of the test's namespaces.
+const nsPrefix = "cvn-"
+
 var (
 	net1 = Network{ID: 1, Prefix: netip.MustParsePrefix("10.1.1.0/24")}
 	net2 = Network{ID: 2, Prefix: netip.MustParsePrefix("10.1.2.0/24")}
 )
 
-func ipCmd(t *testing.T, args ...string) string {
-	t.Helper()
-	out, err := exec.Command("ip", args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
-	}
-	return string(out)
-}
-
-func newNS(t *testing.T) string {
-	t.Helper()
-	name := testutil.Name("cvn-")
-	ipCmd(t, "netns", "add", name)
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", name).Run() })
-	ipCmd(t, "-n", name, "link", "set", "lo", "up")
-	return name
-}
-
-// veth joins nsA and nsB; the pair is made inside nsA, never in the test's namespace.
-func veth(t *testing.T, nsA, ifA, cidrA, nsB, ifB, cidrB string) {
-	t.Helper()
-	ipCmd(t, "-n", nsA, "link", "add", ifA, "type", "veth", "peer", "name", ifB, "netns", nsB)
-	if cidrA != "" {
-		ipCmd(t, "-n", nsA, "addr", "add", cidrA, "dev", ifA)
-	}
-	if cidrB != "" {
-		ipCmd(t, "-n", nsB, "addr", "add", cidrB, "dev", ifB)
-	}
-	ipCmd(t, "-n", nsA, "link", "set", ifA, "up")
-	ipCmd(t, "-n", nsB, "link", "set", ifB, "up")
-}
-
 func apply(t *testing.T, ns string, s State) {
 	t.Helper()
-	if err := applyErr(ns, s); err != nil {
+	h := nstest.Handle(t, ns)
+	defer h.Close()
+	if err := (&Node{NS: h, Logger: slog.New(slog.DiscardHandler)}).Apply(context.Background(), s); err != nil {
 		t.Fatalf("apply in %s: %v", ns, err)
 	}
 }
 
-func applyErr(ns string, s State) error {
-	h, err := netns.GetFromName(ns)
+// nft runs nft(8) inside ns and fails the test when it fails.
+func nft(t *testing.T, ns string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command("ip", append([]string{"netns", "exec", ns, "nft"}, args...)...).CombinedOutput()
 	if err != nil {
-		return err
+		t.Fatalf("nft %v in %s: %v: %s", args, ns, err, out)
 	}
-	defer h.Close()
-	return (&Node{NS: h, Logger: slog.New(slog.DiscardHandler)}).Apply(context.Background(), s)
+	return string(out)
+}
+
+// newSite makes admin A and node B joined by the LAN 192.168.77.0/24, and the outside
+// host O, which the caller joins to A's uplink up0. The states name the LAN and the
+// uplink; the caller adds the networks.
+func newSite(t *testing.T) *world {
+	testutil.RequireRoot(t)
+	t.Parallel()
+	testutil.RequireProgram(t, "busybox")
+	w := &world{t: t, A: nstest.New(t, nsPrefix), B: nstest.New(t, nsPrefix), O: nstest.New(t, nsPrefix), servers: map[string]string{}}
+	nstest.Veth(t, w.A, "lan0", "192.168.77.1/24", w.B, "lan0", "192.168.77.2/24")
+	w.stateA = State{Underlay: "lan0", Peers: []netip.Addr{netip.MustParseAddr("192.168.77.2")}, Uplink: "up0"}
+	w.stateB = State{Underlay: "lan0", Peers: []netip.Addr{netip.MustParseAddr("192.168.77.1")}}
+	return w
 }
 
 func newWorld(t *testing.T, mappings []Mapping) *world {
-	testutil.RequireRoot(t)
-	t.Parallel()
-	testutil.RequireProgram(t, "ip")
-	testutil.RequireProgram(t, "busybox")
-	w := &world{t: t, A: newNS(t), B: newNS(t), O: newNS(t), servers: map[string]string{}}
-	veth(t, w.A, "lan0", "192.168.77.1/24", w.B, "lan0", "192.168.77.2/24")
-	veth(t, w.A, "up0", "203.0.113.1/24", w.O, "eth0", "203.0.113.2/24")
-	ipCmd(t, "-n", w.O, "addr", "add", "203.0.113.3/24", "dev", "eth0")
+	w := newSite(t)
+	nstest.Veth(t, w.A, "up0", "203.0.113.1/24", w.O, "eth0", "203.0.113.2/24")
+	nstest.IP(t, "-n", w.O, "addr", "add", "203.0.113.3/24", "dev", "eth0")
 	gw1, gw2 := net1, net2
 	gw1.Gateway, gw2.Gateway = true, true
-	w.stateA = State{Underlay: "lan0", Peers: []netip.Addr{netip.MustParseAddr("192.168.77.2")},
-		Networks: []Network{gw1, gw2}, Uplink: "up0", Mappings: mappings}
-	w.stateB = State{Underlay: "lan0", Peers: []netip.Addr{netip.MustParseAddr("192.168.77.1")},
-		Networks: []Network{net1, net2}}
+	w.stateA.Networks, w.stateA.Mappings = []Network{gw1, gw2}, mappings
+	w.stateB.Networks = []Network{net1, net2}
 	apply(t, w.A, w.stateA)
 	apply(t, w.B, w.stateB)
 	w.server("s1", w.A, net1, "10.1.1.11")
@@ -112,74 +88,12 @@ func (w *world) server(name, node string, n Network, addr string) {
 
 // serverVia makes a server on network id with address cidr and default route via gw.
 func (w *world) serverVia(name, node string, id int, cidr, gw string) {
-	ns := newNS(w.t)
+	ns := nstest.New(w.t, nsPrefix)
 	tap := "t" + name
-	veth(w.t, node, tap, "", ns, "eth0", cidr)
-	ipCmd(w.t, "-n", node, "link", "set", tap, "master", BridgeName(id))
-	ipCmd(w.t, "-n", ns, "route", "add", "default", "via", gw)
+	nstest.Veth(w.t, node, tap, "", ns, "eth0", cidr)
+	nstest.IP(w.t, "-n", node, "link", "set", tap, "master", BridgeName(id))
+	nstest.IP(w.t, "-n", ns, "route", "add", "default", "via", gw)
 	w.servers[name] = ns
-}
-
-// ping reports whether ns reaches addr; a success is retried a few times for ARP and
-// FDB learning, so only a path that never works reports false.
-func ping(ns, addr string) bool {
-	for range 3 {
-		if exec.Command("ip", "netns", "exec", ns, "busybox", "ping", "-c", "1", "-W", "1", addr).Run() == nil {
-			return true
-		}
-	}
-	return false
-}
-
-// serveHTTP answers with the client's address on addr inside ns.
-func serveHTTP(t *testing.T, ns, addr string) { serveTagged(t, ns, addr, "") }
-
-// serveTagged answers with tag followed by the client's address.
-func serveTagged(t *testing.T, ns, addr, tag string) {
-	t.Helper()
-	h, err := netns.GetFromName(ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	var ln net.Listener
-	if err := inNS(h, func() (err error) { ln, err = net.Listen("tcp", addr); return err }); err != nil {
-		t.Fatalf("listen %s in %s: %v", addr, ns, err)
-	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		host, _, _ := net.SplitHostPort(r.RemoteAddr)
-		fmt.Fprint(w, tag+host)
-	})}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-}
-
-// get fetches url from inside ns, from source address src if given, and returns the
-// body (the address the server saw) or the error.
-func get(ns, src, url string) (string, error) {
-	h, err := netns.GetFromName(ns)
-	if err != nil {
-		return "", err
-	}
-	defer h.Close()
-	d := &net.Dialer{Timeout: 2 * time.Second}
-	if src != "" {
-		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(src)}
-	}
-	c := &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{
-		DisableKeepAlives: true,
-		DialContext: func(ctx context.Context, network, addr string) (conn net.Conn, err error) {
-			err = inNS(h, func() error { conn, err = d.DialContext(ctx, network, addr); return err })
-			return conn, err
-		},
-	}}
-	resp, err := c.Get(url)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return string(b), err
 }
 
 func TestNetworksAcrossNodes(t *testing.T) {
@@ -198,41 +112,41 @@ func TestNetworksAcrossNodes(t *testing.T) {
 		{"s1", "10.1.2.11", false},
 		{"s2", "10.1.2.12", false},
 	} {
-		if got := ping(w.servers[tc.from], tc.to); got != tc.want {
+		if got := nstest.Ping(w.servers[tc.from], tc.to); got != tc.want {
 			t.Errorf("ping %s -> %s = %v, want %v", tc.from, tc.to, got, tc.want)
 		}
 	}
 
 	// A repeated Apply keeps the links (same index) and the reachability.
-	before := ipCmd(t, "-n", w.B, "-o", "link", "show", "cvx1")
+	before := nstest.IP(t, "-n", w.B, "-o", "link", "show", "cvx1")
 	apply(t, w.A, w.stateA)
 	apply(t, w.B, w.stateB)
-	if after := ipCmd(t, "-n", w.B, "-o", "link", "show", "cvx1"); strings.Fields(after)[0] != strings.Fields(before)[0] {
+	if after := nstest.IP(t, "-n", w.B, "-o", "link", "show", "cvx1"); strings.Fields(after)[0] != strings.Fields(before)[0] {
 		t.Errorf("second Apply re-created cvx1: %q then %q", before, after)
 	}
-	if !ping(w.servers["s1"], "10.1.1.12") {
+	if !nstest.Ping(w.servers["s1"], "10.1.1.12") {
 		t.Errorf("s1 no longer reaches s2 after a repeated Apply")
 	}
 }
 
 func TestMasquerade(t *testing.T) {
 	w := newWorld(t, nil)
-	serveHTTP(t, w.O, "203.0.113.2:8080")
+	nstest.Serve(t, w.O, "203.0.113.2:8080", "")
 	for _, s := range []string{"s1", "s2", "s4"} {
-		got, err := get(w.servers[s], "", "http://203.0.113.2:8080/")
+		got, err := nstest.Get(w.servers[s], "", "http://203.0.113.2:8080/")
 		if err != nil {
 			t.Errorf("%s -> outside: %v", s, err)
 		} else if got != "203.0.113.1" {
 			t.Errorf("outside saw %s from %s, want the admin's uplink address 203.0.113.1", got, s)
 		}
 	}
-	if !ping(w.servers["s2"], "203.0.113.2") {
+	if !nstest.Ping(w.servers["s2"], "203.0.113.2") {
 		t.Errorf("s2 cannot ping the outside")
 	}
 	// The outside cannot route into the networks even with a route via the admin.
-	ipCmd(t, "-n", w.O, "route", "add", "10.0.0.0/8", "via", "203.0.113.1")
-	serveHTTP(t, w.servers["s1"], "10.1.1.11:8080")
-	if got, err := get(w.O, "", "http://10.1.1.11:8080/"); err == nil {
+	nstest.IP(t, "-n", w.O, "route", "add", "10.0.0.0/8", "via", "203.0.113.1")
+	nstest.Serve(t, w.servers["s1"], "10.1.1.11:8080", "")
+	if got, err := nstest.Get(w.O, "", "http://10.1.1.11:8080/"); err == nil {
 		t.Errorf("outside reached an unmapped server directly (it saw %s)", got)
 	}
 }
@@ -247,10 +161,10 @@ func TestMapping(t *testing.T) {
 	w := newWorld(t, []Mapping{{External: ext, Internal: netip.MustParseAddr("10.1.1.12"), Ports: ports}})
 	s2 := w.servers["s2"]
 	for _, p := range []string{"8080", "8081", "8082"} {
-		serveHTTP(t, s2, "10.1.1.12:"+p)
+		nstest.Serve(t, s2, "10.1.1.12:"+p, "")
 	}
 	// A service of the admin itself must not answer on the external address either.
-	serveTagged(t, w.A, ":8082", "admin ")
+	nstest.Serve(t, w.A, ":8082", "admin ")
 	for _, tc := range []struct {
 		src, port string
 		want      bool
@@ -262,7 +176,7 @@ func TestMapping(t *testing.T) {
 		{"203.0.113.2", "8082", false}, // port not listed
 		{"203.0.113.3", "8082", false},
 	} {
-		got, err := get(w.O, tc.src, "http://203.0.113.10:"+tc.port+"/")
+		got, err := nstest.Get(w.O, tc.src, "http://203.0.113.10:"+tc.port+"/")
 		if (err == nil) != tc.want {
 			t.Errorf("%s -> 203.0.113.10:%s: got %q, %v; want reachable=%v", tc.src, tc.port, got, err, tc.want)
 		} else if tc.want && got != tc.src {
@@ -270,24 +184,24 @@ func TestMapping(t *testing.T) {
 		}
 	}
 	// Outbound from the mapped server leaves from the external address; others masquerade.
-	serveHTTP(t, w.O, "203.0.113.2:9090")
-	if got, err := get(s2, "", "http://203.0.113.2:9090/"); err != nil || got != ext.String() {
+	nstest.Serve(t, w.O, "203.0.113.2:9090", "")
+	if got, err := nstest.Get(s2, "", "http://203.0.113.2:9090/"); err != nil || got != ext.String() {
 		t.Errorf("outside saw mapped server as %q, %v; want %s", got, err, ext)
 	}
-	if got, err := get(w.servers["s1"], "", "http://203.0.113.2:9090/"); err != nil || got != "203.0.113.1" {
+	if got, err := nstest.Get(w.servers["s1"], "", "http://203.0.113.2:9090/"); err != nil || got != "203.0.113.1" {
 		t.Errorf("outside saw unmapped server as %q, %v; want 203.0.113.1", got, err)
 	}
 
 	// Dropping the port list maps every port.
 	w.stateA.Mappings[0].Ports = nil
 	apply(t, w.A, w.stateA)
-	if got, err := get(w.O, "203.0.113.2", "http://203.0.113.10:8082/"); err != nil || got != "203.0.113.2" {
+	if got, err := nstest.Get(w.O, "203.0.113.2", "http://203.0.113.10:8082/"); err != nil || got != "203.0.113.2" {
 		t.Errorf("all-ports mapping: 8082 gave %q, %v; want the server's answer 203.0.113.2", got, err)
 	}
 	// Removing the mapping removes the external address.
 	w.stateA.Mappings = nil
 	apply(t, w.A, w.stateA)
-	if out := ipCmd(t, "-n", w.A, "addr", "show", "dev", "up0"); strings.Contains(out, "203.0.113.10") {
+	if out := nstest.IP(t, "-n", w.A, "addr", "show", "dev", "up0"); strings.Contains(out, "203.0.113.10") {
 		t.Errorf("external address still on the uplink after the mapping went:\n%s", out)
 	}
 }
@@ -297,28 +211,20 @@ func TestApplyEmptyRemovesEverything(t *testing.T) {
 	ext := netip.MustParseAddr("203.0.113.10")
 	w := newWorld(t, []Mapping{{External: ext, Internal: netip.MustParseAddr("10.1.1.11")}})
 	// Things that are not Cairn's must survive.
-	ipCmd(t, "-n", w.A, "link", "add", "keep0", "type", "veth", "peer", "name", "keep1")
-	ipCmd(t, "-n", w.A, "link", "add", "cbrx", "type", "bridge")
-	ipCmd(t, "-n", w.A, "addr", "add", "203.0.113.20/32", "dev", "up0")
-	nft := func(ns string, args ...string) string {
-		t.Helper()
-		out, err := exec.Command("ip", append([]string{"netns", "exec", ns, "nft"}, args...)...).CombinedOutput()
-		if err != nil {
-			t.Fatalf("nft %v: %v: %s", args, err, out)
-		}
-		return string(out)
-	}
-	nft(w.A, "add", "table", "inet", "other")
-	if out := nft(w.A, "list", "tables"); !strings.Contains(out, "inet cairn") {
+	nstest.IP(t, "-n", w.A, "link", "add", "keep0", "type", "veth", "peer", "name", "keep1")
+	nstest.IP(t, "-n", w.A, "link", "add", "cbrx", "type", "bridge")
+	nstest.IP(t, "-n", w.A, "addr", "add", "203.0.113.20/32", "dev", "up0")
+	nft(t, w.A, "add", "table", "inet", "other")
+	if out := nft(t, w.A, "list", "tables"); !strings.Contains(out, "inet cairn") {
 		t.Fatalf("table inet cairn missing after Apply:\n%s", out)
 	}
 
 	snapshot := func(ns string) string {
-		return ipCmd(t, "-n", ns, "-o", "link", "show") + ipCmd(t, "-n", ns, "-o", "addr", "show") + nft(ns, "list", "ruleset")
+		return nstest.IP(t, "-n", ns, "-o", "link", "show") + nstest.IP(t, "-n", ns, "-o", "addr", "show") + nft(t, ns, "list", "ruleset")
 	}
 	for _, ns := range []string{w.A, w.B} {
 		apply(t, ns, State{})
-		links := ipCmd(t, "-n", ns, "-o", "-d", "link", "show")
+		links := nstest.IP(t, "-n", ns, "-o", "-d", "link", "show")
 		for _, l := range strings.Split(strings.TrimSpace(links), "\n") {
 			f := strings.Fields(l)
 			name := strings.TrimSuffix(strings.SplitN(f[1], "@", 2)[0], ":")
@@ -326,7 +232,7 @@ func TestApplyEmptyRemovesEverything(t *testing.T) {
 				t.Errorf("link left in %s after empty Apply: %s", ns, l)
 			}
 		}
-		if out := nft(ns, "list", "tables"); strings.Contains(out, "cairn") {
+		if out := nft(t, ns, "list", "tables"); strings.Contains(out, "cairn") {
 			t.Errorf("nftables table left in %s after empty Apply:\n%s", ns, out)
 		}
 		before := snapshot(ns)
@@ -335,17 +241,17 @@ func TestApplyEmptyRemovesEverything(t *testing.T) {
 			t.Errorf("second empty Apply changed %s:\n%s\n---\n%s", ns, before, after)
 		}
 	}
-	addrs := ipCmd(t, "-n", w.A, "addr", "show", "dev", "up0")
+	addrs := nstest.IP(t, "-n", w.A, "addr", "show", "dev", "up0")
 	if strings.Contains(addrs, ext.String()) {
 		t.Errorf("external address left on the uplink:\n%s", addrs)
 	}
 	if !strings.Contains(addrs, "203.0.113.20") {
 		t.Errorf("empty Apply removed an address that is not Cairn's:\n%s", addrs)
 	}
-	ipCmd(t, "-n", w.A, "link", "show", "keep0")
-	ipCmd(t, "-n", w.A, "link", "show", "cbrx")
-	ipCmd(t, "-n", w.A, "link", "show", "ts1") // a guest's tap survives its bridge
-	if out := nft(w.A, "list", "tables"); !strings.Contains(out, "inet other") {
+	nstest.IP(t, "-n", w.A, "link", "show", "keep0")
+	nstest.IP(t, "-n", w.A, "link", "show", "cbrx")
+	nstest.IP(t, "-n", w.A, "link", "show", "ts1") // a guest's tap survives its bridge
+	if out := nft(t, w.A, "list", "tables"); !strings.Contains(out, "inet other") {
 		t.Errorf("empty Apply removed a table that is not Cairn's:\n%s", out)
 	}
 }
@@ -364,20 +270,13 @@ var netExt = Network{ID: 3, External: true}
 // segment 3; s2 on node B is on internal network 1. The outside host O is
 // 198.51.100.1, the admin's uplink 198.51.100.2.
 func newExternalWorld(t *testing.T) *world {
-	testutil.RequireRoot(t)
-	t.Parallel()
-	testutil.RequireProgram(t, "ip")
-	testutil.RequireProgram(t, "busybox")
-	w := &world{t: t, A: newNS(t), B: newNS(t), O: newNS(t), servers: map[string]string{}}
-	veth(t, w.A, "lan0", "192.168.77.1/24", w.B, "lan0", "192.168.77.2/24")
-	veth(t, w.A, "up0", extUplink+"/24", w.O, "eth0", extOutside+"/24")
+	w := newSite(t)
+	nstest.Veth(t, w.A, "up0", extUplink+"/24", w.O, "eth0", extOutside+"/24")
 	gw1, ext := net1, netExt
 	gw1.Gateway, ext.Gateway = true, true
 	ext.Routed = []netip.Addr{netip.MustParseAddr(extX1), netip.MustParseAddr(extX2)}
-	w.stateA = State{Underlay: "lan0", Peers: []netip.Addr{netip.MustParseAddr("192.168.77.2")},
-		Networks: []Network{gw1, ext}, Uplink: "up0"}
-	w.stateB = State{Underlay: "lan0", Peers: []netip.Addr{netip.MustParseAddr("192.168.77.1")},
-		Networks: []Network{net1, netExt}}
+	w.stateA.Networks = []Network{gw1, ext}
+	w.stateB.Networks = []Network{net1, netExt}
 	apply(t, w.A, w.stateA)
 	apply(t, w.B, w.stateB)
 	w.serverVia("x1", w.B, netExt.ID, extX1+"/24", extUplink)
@@ -388,60 +287,60 @@ func newExternalWorld(t *testing.T) *world {
 
 // proxyAndRoutes lists the proxy entries and Cairn's routes of ns, for comparisons.
 func proxyAndRoutes(t *testing.T, ns string) string {
-	return ipCmd(t, "-n", ns, "neigh", "show", "proxy") + ipCmd(t, "-n", ns, "route", "show", "proto", "202")
+	return nstest.IP(t, "-n", ns, "neigh", "show", "proxy") + nstest.IP(t, "-n", ns, "route", "show", "proto", "202")
 }
 
 func TestExternalAddresses(t *testing.T) {
 	w := newExternalWorld(t)
 	x1 := w.servers["x1"]
 	// Another proxy entry on the uplink is Cairn's to remove; one on the LAN is not.
-	ipCmd(t, "-n", w.A, "neigh", "add", "proxy", "198.51.100.99", "dev", "up0")
-	ipCmd(t, "-n", w.A, "neigh", "add", "proxy", "192.168.77.99", "dev", "lan0")
+	nstest.IP(t, "-n", w.A, "neigh", "add", "proxy", "198.51.100.99", "dev", "up0")
+	nstest.IP(t, "-n", w.A, "neigh", "add", "proxy", "192.168.77.99", "dev", "lan0")
 	apply(t, w.A, w.stateA)
-	if out := ipCmd(t, "-n", w.A, "neigh", "show", "proxy"); strings.Contains(out, "198.51.100.99") || !strings.Contains(out, "192.168.77.99") {
+	if out := nstest.IP(t, "-n", w.A, "neigh", "show", "proxy"); strings.Contains(out, "198.51.100.99") || !strings.Contains(out, "192.168.77.99") {
 		t.Errorf("proxy entries after Apply: want 198.51.100.99 on the uplink gone and 192.168.77.99 on the LAN kept:\n%s", out)
 	}
-	if out := ipCmd(t, "-n", w.A, "-4", "addr", "show", "dev", "cbr3"); !strings.Contains(out, extUplink+"/32") {
+	if out := nstest.IP(t, "-n", w.A, "-4", "addr", "show", "dev", "cbr3"); !strings.Contains(out, extUplink+"/32") {
 		t.Errorf("admin's external bridge lacks the uplink address as /32:\n%s", out)
 	}
-	if out := ipCmd(t, "-n", w.B, "-4", "addr", "show", "dev", "cbr3"); strings.Contains(out, "inet ") {
+	if out := nstest.IP(t, "-n", w.B, "-4", "addr", "show", "dev", "cbr3"); strings.Contains(out, "inet ") {
 		t.Errorf("compute node's external bridge has an address:\n%s", out)
 	}
 
 	// The outside reaches both servers at their own addresses, and they see its own.
 	for _, a := range []string{extX1, extX2} {
-		if !ping(w.O, a) {
+		if !nstest.Ping(w.O, a) {
 			t.Errorf("outside cannot ping external server %s", a)
 		}
 	}
-	serveHTTP(t, x1, extX1+":8080")
-	if got, err := get(w.O, "", "http://"+extX1+":8080/"); err != nil || got != extOutside {
+	nstest.Serve(t, x1, extX1+":8080", "")
+	if got, err := nstest.Get(w.O, "", "http://"+extX1+":8080/"); err != nil || got != extOutside {
 		t.Errorf("outside -> %s: got %q, %v; want the answer %s", extX1, got, err, extOutside)
 	}
 	// Outbound keeps the servers' addresses (no masquerade). The outside host is on the
 	// servers' own network, so they reach it by proxy ARP through the admin.
-	serveHTTP(t, w.O, extOutside+":9090")
+	nstest.Serve(t, w.O, extOutside+":9090", "")
 	for name, want := range map[string]string{"x1": extX1, "x2": extX2} {
-		if got, err := get(w.servers[name], "", "http://"+extOutside+":9090/"); err != nil || got != want {
+		if got, err := nstest.Get(w.servers[name], "", "http://"+extOutside+":9090/"); err != nil || got != want {
 			t.Errorf("%s -> outside: outside saw %q, %v; want %s", name, got, err, want)
 		}
 	}
-	brMAC := strings.Fields(ipCmd(t, "-n", w.A, "-br", "link", "show", "dev", "cbr3"))[2]
-	if out := ipCmd(t, "-n", x1, "neigh", "show", extOutside); !strings.Contains(out, brMAC) {
+	brMAC := strings.Fields(nstest.IP(t, "-n", w.A, "-br", "link", "show", "dev", "cbr3"))[2]
+	if out := nstest.IP(t, "-n", x1, "neigh", "show", extOutside); !strings.Contains(out, brMAC) {
 		t.Errorf("x1's neighbour %s is not the admin's bridge %s (proxy ARP): %s", extOutside, brMAC, out)
 	}
-	if !ping(x1, extUplink) {
+	if !nstest.Ping(x1, extUplink) {
 		t.Errorf("x1 cannot ping its router, the admin's uplink address")
 	}
 
 	// Isolation from the internal networks stays, both ways.
-	if !ping(w.servers["s2"], "10.1.1.1") {
+	if !nstest.Ping(w.servers["s2"], "10.1.1.1") {
 		t.Fatalf("s2 cannot ping its gateway: the isolation checks below would mean nothing")
 	}
-	if ping(x1, "10.1.1.12") {
+	if nstest.Ping(x1, "10.1.1.12") {
 		t.Errorf("external server x1 reaches internal server s2")
 	}
-	if ping(w.servers["s2"], extX1) {
+	if nstest.Ping(w.servers["s2"], extX1) {
 		t.Errorf("internal server s2 reaches external server x1")
 	}
 
@@ -457,24 +356,24 @@ func TestExternalAddresses(t *testing.T) {
 	if out := proxyAndRoutes(t, w.A); strings.Contains(out, extX2) || !strings.Contains(out, extX1) {
 		t.Errorf("after dropping %s, routes and proxy entries are:\n%s", extX2, out)
 	}
-	if ping(w.O, extX2) {
+	if nstest.Ping(w.O, extX2) {
 		t.Errorf("outside still reaches %s after its address was dropped", extX2)
 	}
 
 	// An empty State (not even the uplink named) removes every tagged entry.
 	for _, ns := range []string{w.A, w.B} {
 		apply(t, ns, State{})
-		if out := ipCmd(t, "-n", ns, "route", "show", "proto", "202"); strings.TrimSpace(out) != "" {
+		if out := nstest.IP(t, "-n", ns, "route", "show", "proto", "202"); strings.TrimSpace(out) != "" {
 			t.Errorf("routes left in %s after empty Apply:\n%s", ns, out)
 		}
-		if out := ipCmd(t, "-n", ns, "-o", "link", "show"); strings.Contains(out, "cbr") || strings.Contains(out, "cvx") {
+		if out := nstest.IP(t, "-n", ns, "-o", "link", "show"); strings.Contains(out, "cbr") || strings.Contains(out, "cvx") {
 			t.Errorf("links left in %s after empty Apply:\n%s", ns, out)
 		}
-		if out, err := exec.Command("ip", "netns", "exec", ns, "nft", "list", "tables").CombinedOutput(); err != nil || strings.Contains(string(out), "inet "+TableName) {
-			t.Errorf("nft list tables in %s after empty Apply: %v\n%s", ns, err, out)
+		if out := nft(t, ns, "list", "tables"); strings.Contains(out, "inet "+TableName) {
+			t.Errorf("table %s left in %s after empty Apply:\n%s", TableName, ns, out)
 		}
 	}
-	if out := ipCmd(t, "-n", w.A, "neigh", "show", "proxy"); strings.Contains(out, "198.51.100.") || !strings.Contains(out, "192.168.77.99") {
+	if out := nstest.IP(t, "-n", w.A, "neigh", "show", "proxy"); strings.Contains(out, "198.51.100.") || !strings.Contains(out, "192.168.77.99") {
 		t.Errorf("proxy entries after empty Apply: want none of Cairn's and 192.168.77.99 kept:\n%s", out)
 	}
 }
@@ -482,17 +381,14 @@ func TestExternalAddresses(t *testing.T) {
 func TestUplinkAddress(t *testing.T) {
 	testutil.RequireRoot(t)
 	t.Parallel()
-	a, b := newNS(t), newNS(t)
-	veth(t, a, "up0", extUplink+"/24", b, "eth0", "")
-	h, err := netns.GetFromName(a)
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, b := nstest.New(t, nsPrefix), nstest.New(t, nsPrefix)
+	nstest.Veth(t, a, "up0", extUplink+"/24", b, "eth0", "")
+	h := nstest.Handle(t, a)
 	defer h.Close()
 	if got, err := UplinkAddress(h, "up0"); err != nil || got != netip.MustParsePrefix(extUplink+"/24") {
 		t.Errorf("UplinkAddress(up0) = %v, %v; want %s/24", got, err, extUplink)
 	}
-	ipCmd(t, "-n", a, "addr", "flush", "dev", "up0")
+	nstest.IP(t, "-n", a, "addr", "flush", "dev", "up0")
 	if _, err := UplinkAddress(h, "up0"); err == nil || !strings.Contains(err.Error(), "no IPv4 address") {
 		t.Errorf("UplinkAddress without an address: err = %v, want one saying it has no IPv4 address", err)
 	}
@@ -506,8 +402,8 @@ func TestUplinkAddress(t *testing.T) {
 func TestManyMappings(t *testing.T) {
 	testutil.RequireRoot(t)
 	t.Parallel()
-	ns, outside := newNS(t), newNS(t)
-	veth(t, ns, "up0", "198.18.0.1/15", outside, "eth0", "198.18.0.2/15")
+	ns, outside := nstest.New(t, nsPrefix), nstest.New(t, nsPrefix)
+	nstest.Veth(t, ns, "up0", "198.18.0.1/15", outside, "eth0", "198.18.0.2/15")
 	s := State{Uplink: "up0"}
 	for i := range 4 {
 		s.Networks = append(s.Networks, Network{ID: 10 + i, Prefix: netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 77, byte(i), 0}), 24), Gateway: true})
@@ -522,14 +418,11 @@ func TestManyMappings(t *testing.T) {
 	apply(t, ns, s)
 	s.Mappings[500].Ports = []PortRule{{Proto: "udp", Port: 53}}
 	apply(t, ns, s)
-	out, err := exec.Command("ip", "netns", "exec", ns, "nft", "list", "table", "inet", TableName).CombinedOutput()
-	if err != nil {
-		t.Fatalf("nft list: %v: %s", err, out)
-	}
-	if n := strings.Count(string(out), "dnat ip to "); n != 1999 {
+	out := nft(t, ns, "list", "table", "inet", TableName)
+	if n := strings.Count(out, "dnat ip to "); n != 1999 {
 		t.Errorf("the table has %d DNAT rules, want 1999 (2 per mapping, one changed to 1)", n)
 	}
-	if !strings.Contains(string(out), "udp dport 53") {
+	if !strings.Contains(out, "udp dport 53") {
 		t.Error("the changed mapping's udp port 53 is not in the table")
 	}
 	apply(t, ns, State{})
