@@ -1,8 +1,10 @@
 package servers
 
 import (
+	"cmp"
 	"context"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -27,12 +29,14 @@ type createForm struct {
 	VCPUs     string
 	MemoryMiB string
 	NICs      string
-	Disks     [engine.MaxDisks]diskField
-	CDROM     string
-	Boot      [bootSlots]string
-	Autostart bool
-	LockNode  string
-	Start     bool
+	// Connections are the IDs of the connections ticked, attached as the first NICs.
+	Connections []string
+	Disks       [engine.MaxDisks]diskField
+	CDROM       string
+	Boot        [bootSlots]string
+	Autostart   bool
+	LockNode    string
+	Start       bool
 	// Error is the engine's answer to the last try.
 	Error string
 }
@@ -67,6 +71,7 @@ func readForm(r *http.Request) createForm {
 		LockNode:  r.PostFormValue("lock_node"),
 		Start:     r.PostFormValue("start") == "on",
 	}
+	f.Connections = r.PostForm["connection"]
 	for i := range f.Disks {
 		n := strconv.Itoa(i)
 		f.Disks[i] = diskField{
@@ -85,14 +90,15 @@ func readForm(r *http.Request) createForm {
 // -1, so that the engine's message says what the field takes.
 func (f createForm) request() engine.ServerRequest {
 	req := engine.ServerRequest{
-		Name:      f.Name,
-		VCPUs:     number(f.VCPUs),
-		MemoryMiB: number(f.MemoryMiB),
-		NICs:      number(f.NICs),
-		CDROM:     f.CDROM,
-		Autostart: f.Autostart,
-		LockNode:  f.LockNode,
-		Start:     f.Start,
+		Name:        f.Name,
+		VCPUs:       number(f.VCPUs),
+		MemoryMiB:   number(f.MemoryMiB),
+		NICs:        number(f.NICs),
+		CDROM:       f.CDROM,
+		Autostart:   f.Autostart,
+		LockNode:    f.LockNode,
+		Start:       f.Start,
+		Connections: f.Connections,
 	}
 	for _, d := range f.Disks {
 		switch {
@@ -175,6 +181,8 @@ type formChoices struct {
 	masters []engine.Image // ready masters, to clone
 	isos    []engine.Image
 	nodes   []engine.Node
+	// conns are the viewer's connections attached to no server.
+	conns []engine.Connection
 	// problem says what could not be read, so that a person knows why a list is empty.
 	problem string
 }
@@ -203,5 +211,15 @@ func (h *Handlers) formChoices(ctx context.Context) formChoices {
 		h.logger.Warn("list nodes for the create form", "err", err)
 	}
 	c.nodes = sortedNodes(nodes)
+	conns, err := h.svc.Connections(ctx, v.User)
+	if err != nil {
+		h.logger.Warn("list connections for the create form", "err", err)
+	}
+	for _, cn := range conns {
+		if cn.Server == "" && cn.Owner == v.User.ID {
+			c.conns = append(c.conns, cn)
+		}
+	}
+	slices.SortFunc(c.conns, func(a, b engine.Connection) int { return cmp.Or(cmp.Compare(a.Name, b.Name), cmp.Compare(a.ID, b.ID)) })
 	return c
 }

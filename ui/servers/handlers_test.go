@@ -177,6 +177,26 @@ func TestCreateRefusedKeepsWhatWasTypedAndShowsTheEnginesMessage(t *testing.T) {
 	}
 }
 
+// TestCreateFormAttachesConnections: the form offers the viewer's free connections and
+// the ticked ones go to the engine with the new server.
+func TestCreateFormAttachesConnections(t *testing.T) {
+	e := newEnv(t)
+	page := e.get(alice, "/servers/new").Body.String()
+	mustContain(t, "the create form", page, `name="connection" value="c-free"`, "spare — internal 10.1.2.11")
+	// Attached ones and other users' are not offered.
+	mustNotContain(t, "the create form", page, `value="c-lan"`, `value="c-bob"`)
+	form := url.Values{"name": {"web-3"}, "vcpus": {"1"}, "memory_mib": {"512"}, "nics": {"0"}, "connection": {"c-free"}}
+	if rec := e.post(alice, "/servers", form); rec.Code != http.StatusSeeOther {
+		t.Fatalf("create with a connection: %d %s", rec.Code, rec.Body.String())
+	}
+	if got := e.f.created.Connections; !slices.Equal(got, []string{"c-free"}) {
+		t.Errorf("the engine was asked for connections %v, want [c-free]", got)
+	}
+	// A refusal keeps the tick.
+	form.Set("name", "Bad Name")
+	mustContain(t, "the form after a refusal", e.post(alice, "/servers", form).Body.String(), `value="c-free" checked`)
+}
+
 func TestCreateFormOffersImagesMastersAndISOs(t *testing.T) {
 	e := newEnv(t)
 	page := e.get(alice, "/servers/new").Body.String()
