@@ -20,7 +20,7 @@ all: iso
 
 ## deps: install the Debian packages and Go tools the build and the tests need (root).
 deps:
-	@missing=$$(grep -v '^\s*#' configs/host-packages.txt | grep -v '^\s*$$' | while read p; do \
+	@missing=$$(sed -e 's/#.*//' -e 's/[[:space:]]*$$//' configs/host-packages.txt | grep -v '^$$' | while read p; do \
 		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 		echo "installing: $$missing"; \
