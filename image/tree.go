@@ -143,8 +143,9 @@ func (t TreeBuilder) PackageTree(ctx context.Context, name string, pkgs []Packag
 
 // cached returns cache/trees/<name>-<key>, making it with fill the first time. fill
 // writes into a temporary folder that is renamed into place when it succeeds, so a
-// failed or interrupted build never leaves a half tree behind. Older trees of the
-// same name are removed.
+// failed or interrupted build never leaves a half tree behind; two builds racing for
+// the same tree both succeed with the first one's. Older trees of the same name are
+// removed.
 func (t TreeBuilder) cached(name, key string, fill func(dir string) error) (string, error) {
 	base := t.Cache.Path("trees")
 	dir := filepath.Join(base, name+"-"+key)
@@ -168,6 +169,12 @@ func (t TreeBuilder) cached(name, key string, fill func(dir string) error) (stri
 	}
 	if err := os.Rename(tmp, dir); err != nil {
 		os.RemoveAll(tmp)
+		// Another build (a second test package, a make run) made the same tree
+		// meanwhile: same key, same content; use theirs.
+		if _, serr := os.Stat(dir); serr == nil {
+			t.Logger.Info("tree cached", "tree", name, "key", key)
+			return dir, nil
+		}
 		return "", fmt.Errorf("tree %s: %w", name, err)
 	}
 	old, _ := filepath.Glob(filepath.Join(base, name+"-*"))

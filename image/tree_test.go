@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/cairn-os/cairn/internal/testutil"
 )
@@ -125,5 +126,36 @@ func TestLinkTree(t *testing.T) {
 	}
 	if c, _ := os.ReadFile(filepath.Join(src, "usr/bin/a")); string(c) != "same inode" {
 		t.Errorf("WriteFile changed the cached tree: %q", c)
+	}
+}
+
+// Two builds of the same tree at once (two test packages on a cold cache) both get it.
+func TestCachedTreeRace(t *testing.T) {
+	tb := TreeBuilder{Cache: Cache{Dir: t.TempDir()}, Logger: slog.New(slog.DiscardHandler)}
+	start := make(chan struct{})
+	errs := make(chan error, 2)
+	dirs := make(chan string, 2)
+	for i := 0; i < 2; i++ {
+		go func() {
+			dir, err := tb.cached("kernel", "0123456789abcdef", func(dir string) error {
+				<-start // both are past the "already cached?" check
+				return os.WriteFile(filepath.Join(dir, "vmlinuz"), []byte("k"), 0o644)
+			})
+			errs <- err
+			dirs <- dir
+		}()
+	}
+	time.Sleep(50 * time.Millisecond)
+	close(start)
+	for i := 0; i < 2; i++ {
+		if err := <-errs; err != nil {
+			t.Fatalf("a racing build failed: %v", err)
+		}
+		if b, err := os.ReadFile(filepath.Join(<-dirs, "vmlinuz")); err != nil || string(b) != "k" {
+			t.Fatalf("tree content: %q, %v", b, err)
+		}
+	}
+	if left, _ := filepath.Glob(filepath.Join(tb.Cache.Path("trees"), ".tmp-*")); len(left) != 0 {
+		t.Errorf("temporary trees left: %v", left)
 	}
 }
