@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/cairn-os/cairn/internal/testutil"
 )
@@ -132,20 +131,22 @@ func TestLinkTree(t *testing.T) {
 // Two builds of the same tree at once (two test packages on a cold cache) both get it.
 func TestCachedTreeRace(t *testing.T) {
 	tb := TreeBuilder{Cache: Cache{Dir: t.TempDir()}, Logger: slog.New(slog.DiscardHandler)}
-	start := make(chan struct{})
+	inFill, start := make(chan struct{}), make(chan struct{})
 	errs := make(chan error, 2)
 	dirs := make(chan string, 2)
 	for i := 0; i < 2; i++ {
 		go func() {
 			dir, err := tb.cached("kernel", "0123456789abcdef", func(dir string) error {
-				<-start // both are past the "already cached?" check
+				inFill <- struct{}{} // past the "already cached?" check
+				<-start
 				return os.WriteFile(filepath.Join(dir, "vmlinuz"), []byte("k"), 0o644)
 			})
 			errs <- err
 			dirs <- dir
 		}()
 	}
-	time.Sleep(50 * time.Millisecond)
+	<-inFill
+	<-inFill
 	close(start)
 	for i := 0; i < 2; i++ {
 		if err := <-errs; err != nil {
