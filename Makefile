@@ -94,8 +94,13 @@ test-go:
 
 ## test-qemu: boot the built ISO and a PXE compute node in qemu and check them.
 test-qemu:
-	@mkdir -p $(BUILD)
-	CAIRN_ISO=$(CURDIR)/$(BUILD)/cairn.iso $(GO) test -count=1 -p 1 -timeout 40m -v ./qemu-tests/... 2>&1 | tee $(BUILD)/qemu-tests.log | grep --line-buffered -E '^(=== RUN|--- |PASS|FAIL|ok |panic)|_test.go:'; exit $${PIPESTATUS[0]}
+	@mkdir -p $(BUILD)/qemu-tests && rm -f $(BUILD)/qemu-tests/failures.log
+	@# The full output is in $(BUILD)/qemu-tests.log; on a failure the failing checks'
+	@# messages with the VMs' console tails are printed last.
+	CAIRN_ISO=$(CURDIR)/$(BUILD)/cairn.iso $(GO) test -count=1 -p 1 -timeout 40m -v ./qemu-tests/... 2>&1 | tee $(BUILD)/qemu-tests.log | grep --line-buffered -E '^(=== RUN|--- |PASS|FAIL|ok |panic)|_test.go:'; \
+	rc=$${PIPESTATUS[0]}; \
+	if [ $$rc != 0 ] && [ -s $(BUILD)/qemu-tests/failures.log ]; then echo "--- what the failing checks saw ($(BUILD)/qemu-tests/failures.log) ---"; cat $(BUILD)/qemu-tests/failures.log; fi; \
+	exit $$rc
 
 ## bench-storage: the servers and images figures in docs/benchmarks.md (root, libvirtd).
 bench-storage: deps libvirtd

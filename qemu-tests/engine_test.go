@@ -285,7 +285,7 @@ func serverOnComputeNode(t *testing.T, ctx context.Context, l *lab.Lab, node str
 	start := time.Now()
 	out, err := l.API.Serial(ctx, s.ID, regexp.MustCompile(`cairn-test: uuid=\S+[\s\S]*cairn-test: ready`))
 	if err != nil {
-		fatal(t, l, fmt.Errorf("%w; the console showed:\n%s", err, out))
+		fatal(t, l, fmt.Errorf("%w; %s; the console showed:\n%s", err, serverSays(l, s.ID), out))
 	}
 	if m := testimage.UUIDLine.FindStringSubmatch(out); m == nil || m[1] != s.UUID {
 		t.Fatalf("the console shows uuid %v, want the server's %s", m, s.UUID)
@@ -328,7 +328,7 @@ func serverMigrates(t *testing.T, ctx context.Context, l *lab.Lab, master, from,
 	}
 	lease := regexp.MustCompile(`cairn-test: net eth0 ip=` + regexp.QuoteMeta(conn.Address) + `\b`)
 	if out, err := l.API.Serial(ctx, s.ID, lease); err != nil {
-		fatal(t, l, fmt.Errorf("the guest on %s did not get its connection's address %s from the admin: %w; the console showed:\n%s", from, conn.Address, err, out))
+		fatal(t, l, fmt.Errorf("the guest on %s did not get its connection's address %s from the admin: %w; %s; the console showed:\n%s", from, conn.Address, err, serverSays(l, s.ID), out))
 	}
 	if err := l.API.Do(ctx, "PATCH", "/servers/"+s.ID, map[string]string{"lock_node": ""}, nil); err != nil {
 		t.Fatal(err)
@@ -355,15 +355,33 @@ func serverMigrates(t *testing.T, ctx context.Context, l *lab.Lab, master, from,
 	}
 	out, err := l.API.SerialType(ctx, s.ID, "echo moved-$((6*7))\n", regexp.MustCompile(`moved-42`))
 	if err != nil {
-		fatal(t, l, fmt.Errorf("the guest does not answer on %s after the migration: %w; the console showed:\n%s", to, err, out))
+		fatal(t, l, fmt.Errorf("the guest does not answer on %s after the migration: %w; %s; the console showed:\n%s", to, err, serverSays(l, s.ID), out))
 	}
 	ping := fmt.Sprintf("ping -c 3 -W 2 %s >/dev/null && echo gw-ok-$((6*7))\n", nw.Gateway)
 	if out, err := l.API.SerialType(ctx, s.ID, ping, regexp.MustCompile(`gw-ok-42`)); err != nil {
-		fatal(t, l, fmt.Errorf("the guest on %s does not reach its gateway %s on the admin: %w; the console showed:\n%s", to, nw.Gateway, err, out))
+		fatal(t, l, fmt.Errorf("the guest on %s does not reach its gateway %s on the admin: %w; %s; the console showed:\n%s", to, nw.Gateway, err, serverSays(l, s.ID), out))
 	}
 	if err := l.API.Do(ctx, "POST", "/servers/"+s.ID+"/stop", nil, nil); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// serverSays is what the engine says of server id and its node, for a failure message.
+func serverSays(l *lab.Lab, id string) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var s struct{ State, Reason, Node string }
+	if err := l.API.Do(ctx, "GET", "/servers/"+id, nil, &s); err != nil {
+		return fmt.Sprintf("the engine does not say how server %s is: %v", id, err)
+	}
+	var n struct {
+		State    string
+		LastSeen string `json:"last_seen"`
+	}
+	if err := l.API.Do(ctx, "GET", "/nodes/"+s.Node, nil, &n); err != nil {
+		return fmt.Sprintf("the engine says server %s is %s (%s) on node %s", id, s.State, s.Reason, s.Node)
+	}
+	return fmt.Sprintf("the engine says server %s is %s (%s) on node %s, which is %s (last seen %s)", id, s.State, s.Reason, s.Node, n.State, n.LastSeen)
 }
 
 func shortErr(err error) string {

@@ -2,6 +2,7 @@ package qemutests
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -134,7 +135,24 @@ func newLab(t *testing.T, ctx context.Context, a *artefacts, iso string, fw vm.F
 // fatal fails the test with err and the end of every VM's console.
 func fatal(t *testing.T, l *lab.Lab, err error) {
 	t.Helper()
-	t.Fatalf("%v\n%s", err, l.Tails(30))
+	msg := fmt.Sprintf("%v\n%s", err, l.Tails(30))
+	recordFailure(t, msg)
+	t.Fatal(msg)
+}
+
+// failuresLog collects every fatal failure's message with the VMs' console tails:
+// `make test-qemu` prints it last when the tier fails, where a CI summary that shows
+// only the end of the output still has it (the tier's own output is filtered).
+var failuresLog = filepath.Join("..", "build", "qemu-tests", "failures.log")
+
+func recordFailure(t *testing.T, msg string) {
+	f, err := os.OpenFile(failuresLog, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		t.Logf("record failure: %v", err)
+		return
+	}
+	defer f.Close()
+	fmt.Fprintf(f, "=== %s failed at %s:\n%s\n", t.Name(), time.Now().Format(time.TimeOnly), msg)
 }
 
 // Generous deadlines: under TCG on two shared cores everything is slow, and a test

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -263,16 +264,33 @@ func networkVersion(nn NodeNetwork) string {
 	return hex.EncodeToString(sum[:8])
 }
 
-// pushNetwork hands node n the network it must have, unless it has that version.
-func (e *Engine) pushNetwork(ctx context.Context, n Node, nn NodeNetwork) error {
+// pushNetwork hands node id the network it must have, unless it has that version.
+// What the node must have is computed once the node's lock is held, so applies on a
+// node never go back in time: a push that waited behind a newer one hands the node
+// the engine's state as it is then, not as it was when the push was asked for. It
+// reports errNoNetworks when the node carries none (not ready, or gone).
+func (e *Engine) pushNetwork(ctx context.Context, id string) error {
 	if e.cfg.ApplyNetwork == nil {
 		return nil
 	}
-	m := e.net.nodeLock(n.ID)
+	m := e.net.nodeLock(id)
 	m.Lock()
 	defer m.Unlock()
+	want, err := e.nodeNetworks()
+	if err != nil {
+		e.log.Warn("node networks", "err", err)
+		return err
+	}
+	nn, ok := want[id]
+	if !ok {
+		return errNoNetworks
+	}
+	var n Node
+	if err := e.store.Get(bucketNodes, id, &n); err != nil {
+		return fmt.Errorf("node %s: %w", id, notFound(err))
+	}
 	e.net.mu.Lock()
-	done := e.net.applied[n.ID] == nn.Version
+	done := e.net.applied[id] == nn.Version
 	e.net.mu.Unlock()
 	if done {
 		return nil
@@ -281,19 +299,22 @@ func (e *Engine) pushNetwork(ctx context.Context, n Node, nn NodeNetwork) error 
 	defer cancel()
 	start := time.Now()
 	if err := e.cfg.ApplyNetwork(ctx, n, nn); err != nil {
-		e.log.Warn("node network not applied", "node", n.ID, "version", nn.Version, "err", err)
-		return fmt.Errorf("apply network on node %s: %w", n.ID, err)
+		e.log.Warn("node network not applied", "node", id, "version", nn.Version, "err", err)
+		return fmt.Errorf("apply network on node %s: %w", id, err)
 	}
 	e.net.mu.Lock()
 	if e.net.applied == nil {
 		e.net.applied = map[string]string{}
 	}
-	e.net.applied[n.ID] = nn.Version
+	e.net.applied[id] = nn.Version
 	e.net.mu.Unlock()
-	e.log.Info("node network applied", "node", n.ID, "version", nn.Version, "networks", len(nn.Networks),
+	e.log.Info("node network applied", "node", id, "version", nn.Version, "networks", len(nn.Networks),
 		"mappings", len(nn.Mappings), "took", time.Since(start).Round(time.Millisecond))
 	return nil
 }
+
+// errNoNetworks says a node carries no networks now.
+var errNoNetworks = errors.New("the node carries no networks")
 
 // syncNetworks hands every node that carries networks what it must have, all at
 // once, and waits. A node that fails is logged and gets it again after its next
@@ -321,11 +342,6 @@ func (e *Engine) syncNodes(ctx context.Context, must string) error {
 	if e.cfg.ApplyNetwork == nil {
 		return nil
 	}
-	want, err := e.nodeNetworks()
-	if err != nil {
-		e.log.Warn("node networks", "err", err)
-		return err
-	}
 	nodes, err := store.List[Node](e.store, bucketNodes)
 	if err != nil {
 		return err
@@ -333,25 +349,28 @@ func (e *Engine) syncNodes(ctx context.Context, must string) error {
 	var wg sync.WaitGroup
 	errs := make([]error, len(nodes))
 	for i, n := range nodes {
-		nn, ok := want[n.ID]
-		if !ok {
+		if !carriesNetworks(n) {
 			continue
 		}
-		wg.Go(func() { errs[i] = e.pushNetwork(ctx, n, nn) })
+		wg.Go(func() { errs[i] = e.pushNetwork(ctx, n.ID) })
 	}
 	wg.Wait()
 	if must == "" {
 		return nil
 	}
-	if _, ok := want[must]; !ok {
-		return fmt.Errorf("%w: node %s is not ready to carry networks", ErrUnavailable, must)
-	}
 	for i, n := range nodes {
-		if errs[i] != nil && n.ID == must {
+		if n.ID != must {
+			continue
+		}
+		switch {
+		case !carriesNetworks(n) || errors.Is(errs[i], errNoNetworks):
+			return fmt.Errorf("%w: node %s is not ready to carry networks", ErrUnavailable, must)
+		case errs[i] != nil:
 			return fmt.Errorf("%w: %v", ErrUnavailable, errs[i])
 		}
+		return nil
 	}
-	return nil
+	return fmt.Errorf("%w: node %s is not ready to carry networks", ErrUnavailable, must)
 }
 
 // checkNetworkVersion runs after a heartbeat: a node that reports another version
@@ -386,7 +405,7 @@ func (e *Engine) checkNetworkVersion(n Node, reported string) {
 			delete(e.net.inFlight, n.ID)
 			e.net.mu.Unlock()
 		}()
-		e.pushNetwork(e.bg, n, nn)
+		e.pushNetwork(e.bg, n.ID)
 	})
 }
 

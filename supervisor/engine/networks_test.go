@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // recorder is an ApplyNetwork that keeps what each node was handed last.
@@ -315,5 +317,83 @@ func TestNodeNetworks(t *testing.T) {
 	gw, _ = rec.get(LocalNodeID)
 	if len(gw.Networks) != 0 {
 		t.Errorf("after deleting the network the admin still has %+v", gw.Networks)
+	}
+}
+
+// TestNetworkPushesNeverGoBack: a node's apply is slow, and while it runs a heartbeat
+// asks for the node's network again and another network is created. Whatever order
+// the waiting pushes run in, the node ends with the engine's latest state: a push
+// asked for before a change never hands the node what was true before it.
+func TestNetworkPushesNeverGoBack(t *testing.T) {
+	gate := make(chan struct{})
+	var mu sync.Mutex
+	var applied []NodeNetwork
+	te := openTest(t, "", nil, func(c *Config) {
+		c.ApplyNetwork = func(ctx context.Context, n Node, nn NodeNetwork) error {
+			if n.ID == LocalNodeID {
+				<-gate
+			}
+			mu.Lock()
+			applied = append(applied, nn)
+			mu.Unlock()
+			return nil
+		}
+		c.ReservedPrefixes = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/24")}
+	})
+	admin := te.admin(t)
+	ctx := context.Background()
+	if _, err := te.RegisterLocalNode(ctx, joinReq(t, "52:54:00:00:00:01", "10.0.0.1")); err != nil {
+		t.Fatal(err)
+	}
+	close(gate)
+	if _, err := te.Heartbeat(ctx, LocalNodeID, Heartbeat{Address: "10.0.0.1"}); err != nil {
+		t.Fatal(err)
+	}
+	te.wg.Wait()
+	gate = make(chan struct{})
+
+	var wg sync.WaitGroup
+	create := func(name string) {
+		wg.Go(func() {
+			if _, err := te.CreateNetwork(ctx, admin, NetworkRequest{Name: name}); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	exists := func(name string) bool {
+		nets, _ := te.Networks(ctx, admin)
+		return slices.ContainsFunc(nets, func(n Network) bool { return n.Name == name })
+	}
+	waitFor := func(name string) {
+		for !exists(name) {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	create("first") // its apply waits at the gate, holding the node's lock
+	waitFor("first")
+	// The heartbeat reports another version: a push is asked for, with "first" only.
+	if _, err := te.Heartbeat(ctx, LocalNodeID, Heartbeat{Address: "10.0.0.1", NetworkVersion: "rebooted"}); err != nil {
+		t.Fatal(err)
+	}
+	create("second")
+	waitFor("second")
+	close(gate)
+	wg.Wait()
+	te.wg.Wait()
+
+	want, err := te.NodeNetworkOf(ctx, admin, LocalNodeID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	last := applied[len(applied)-1]
+	if last.Version != want.Version || len(last.Networks) != 2 {
+		var seq []int
+		for _, nn := range applied {
+			seq = append(seq, len(nn.Networks))
+		}
+		t.Fatalf("the admin was last handed %d networks (version %s), want both (version %s); networks per apply in order: %v",
+			len(last.Networks), last.Version, want.Version, seq)
 	}
 }
