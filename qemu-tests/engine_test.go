@@ -67,6 +67,11 @@ func TestEngine(t *testing.T) {
 		if !strings.EqualFold(n.MAC, mac) {
 			t.Errorf("node MAC %q, want %q", n.MAC, mac)
 		}
+		// Under TCG the node's CPU has no virtualisation extensions (vm.TCGCPU): it
+		// must find that out and run its servers under TCG, not report KVM.
+		if vm.Accel() == vm.TCG && n.KVM {
+			t.Errorf("node reports KVM, but its VM runs under TCG with CPU %s (no AMD-V): its servers would not start", vm.TCGCPU)
+		}
 	})
 
 	t.Run("ConsoleShowsNode", func(t *testing.T) {

@@ -34,6 +34,7 @@ type Node struct {
 	State       string    `json:"state"`
 	CPUs        int       `json:"cpus"`
 	MemoryBytes uint64    `json:"memory_bytes"`
+	KVM         bool      `json:"kvm"`
 	LastSeen    time.Time `json:"last_seen"`
 }
 

@@ -125,6 +125,9 @@ type VM struct {
 	accelUse string
 }
 
+// TCGCPU is the CPU model of guests under TCG: qemu's default without AMD-V.
+const TCGCPU = "qemu64,-svm"
+
 // Paths of the files a guest keeps in its Workdir.
 const (
 	serialLog = "serial.log"
@@ -206,6 +209,14 @@ func (v *VM) Args() ([]string, error) {
 	}
 	if accel == KVM {
 		a = append(a, "-cpu", "host")
+	} else {
+		// TCG's default CPU offers AMD-V (svm): a guest's kernel then loads
+		// kvm_amd and its own guests run under KVM on TCG's emulation of it, which
+		// works for minutes and then locks a CPU up (soft lockups in
+		// kvm_irq_delivery_to_apic, the nested guest and heartbeats stop; see
+		// the README's Tests). Without svm a Cairn node finds no usable /dev/kvm and runs
+		// its servers under TCG, its fallback for such hosts.
+		a = append(a, "-cpu", TCGCPU)
 	}
 	if v.DebugSerial {
 		a = append(a,

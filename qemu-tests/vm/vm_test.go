@@ -34,6 +34,7 @@ func TestArgsAdminShape(t *testing.T) {
 		"virtio-net-pci,netdev=net1,mac=52:54:00:00:00:01,romfile=",
 		"logfile=/x/admin/serial.log", "logfile=/x/admin/debug.log",
 		"-qmp unix:/x/admin/qmp.sock,server=on,wait=off",
+		"-cpu qemu64,-svm",
 	} {
 		if !strings.Contains(line, want) {
 			t.Errorf("command line lacks %q:\n%s", want, line)

@@ -69,8 +69,18 @@ func (e *Engine) holdServer(id, node string) func() {
 	}
 }
 
-// carriesNetworks reports whether a node takes part in networks.
-func carriesNetworks(n Node) bool { return n.State == NodeReady || n.State == NodeMaintenance }
+// carriesNetworks reports whether a node takes part in networks. A node that is down
+// still does: its servers may well run on (it only missed heartbeats, a loaded or cut
+// off node), so the other nodes keep it as a VXLAN peer and its guests keep their
+// networks the moment it is heard again. Only a node that joins again, or is
+// removed, leaves them.
+func carriesNetworks(n Node) bool {
+	return n.State == NodeReady || n.State == NodeMaintenance || n.State == NodeDown
+}
+
+// reachable reports whether the engine hands a node its network now; a node that is
+// down gets it after its next heartbeat.
+func reachable(n Node) bool { return n.State == NodeReady || n.State == NodeMaintenance }
 
 // nodeNetworks computes what every node must have, by node ID.
 func (e *Engine) nodeNetworks() (map[string]NodeNetwork, error) {
@@ -349,7 +359,7 @@ func (e *Engine) syncNodes(ctx context.Context, must string) error {
 	var wg sync.WaitGroup
 	errs := make([]error, len(nodes))
 	for i, n := range nodes {
-		if !carriesNetworks(n) {
+		if !reachable(n) {
 			continue
 		}
 		wg.Go(func() { errs[i] = e.pushNetwork(ctx, n.ID) })
@@ -363,7 +373,7 @@ func (e *Engine) syncNodes(ctx context.Context, must string) error {
 			continue
 		}
 		switch {
-		case !carriesNetworks(n) || errors.Is(errs[i], errNoNetworks):
+		case !reachable(n) || errors.Is(errs[i], errNoNetworks):
 			return fmt.Errorf("%w: node %s is not ready to carry networks", ErrUnavailable, must)
 		case errs[i] != nil:
 			return fmt.Errorf("%w: %v", ErrUnavailable, errs[i])
@@ -376,7 +386,7 @@ func (e *Engine) syncNodes(ctx context.Context, must string) error {
 // checkNetworkVersion runs after a heartbeat: a node that reports another version
 // than the engine wants gets its network again, in the background.
 func (e *Engine) checkNetworkVersion(n Node, reported string) {
-	if e.cfg.ApplyNetwork == nil || !carriesNetworks(n) {
+	if e.cfg.ApplyNetwork == nil || !reachable(n) {
 		return
 	}
 	want, err := e.nodeNetworks()

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/cairn-os/cairn/supervisor/store"
 )
 
 // recorder is an ApplyNetwork that keeps what each node was handed last.
@@ -395,5 +397,84 @@ func TestNetworkPushesNeverGoBack(t *testing.T) {
 		}
 		t.Fatalf("the admin was last handed %d networks (version %s), want both (version %s); networks per apply in order: %v",
 			len(last.Networks), last.Version, want.Version, seq)
+	}
+}
+
+// TestDownNodeStaysPeer: a compute node that missed its heartbeats may still run its
+// servers; the admin keeps it as a VXLAN peer, and the engine does not wait on it
+// (no push) until it is heard again, then hands it its network at once.
+func TestDownNodeStaysPeer(t *testing.T) {
+	te, rec, admin := netEngine(t)
+	ctx := context.Background()
+	if _, err := te.RegisterLocalNode(ctx, joinReq(t, "52:54:00:00:00:01", "10.0.0.1")); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := te.Join(ctx, te.JoinToken(), joinReq(t, "52:54:00:00:00:02", "10.0.0.2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	compute := resp.Node.ID
+	for id, addr := range map[string]string{LocalNodeID: "10.0.0.1", compute: "10.0.0.2"} {
+		if _, err := te.Heartbeat(ctx, id, Heartbeat{Address: addr}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	nw, err := te.CreateNetwork(ctx, admin, NetworkRequest{Name: "app"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := Server{ID: "s-1", Name: "web", Owner: admin.ID, Node: compute, State: ServerShutoff, NICs: []ServerNIC{}}
+	if err := te.store.Put(bucketServers, s.ID, s); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := te.CreateConnection(ctx, admin, ConnectionRequest{Kind: ConnInternal, Network: nw.ID, Server: s.ID}); err != nil {
+		t.Fatal(err)
+	}
+	peers := func() []string {
+		gw, _ := rec.get(LocalNodeID)
+		var out []string
+		for _, p := range gw.Peers {
+			out = append(out, p.String())
+		}
+		return out
+	}
+	if got := peers(); !slices.Equal(got, []string{"10.0.0.2"}) {
+		t.Fatalf("admin peers %v, want the compute node 10.0.0.2", got)
+	}
+	err = te.store.Update(func(tx *store.Tx) error {
+		var n Node
+		if err := tx.Get(bucketNodes, compute, &n); err != nil {
+			return err
+		}
+		n.State = NodeDown
+		return tx.Put(bucketNodes, compute, n)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cn, _ := rec.get(compute)
+	before := cn.Version
+	// Another network changes the admin's state: the admin is handed it, the down
+	// node is not tried, and it stays the admin's peer.
+	if _, err := te.CreateNetwork(ctx, admin, NetworkRequest{Name: "other"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := peers(); !slices.Equal(got, []string{"10.0.0.2"}) {
+		t.Errorf("with the compute node down the admin has peers %v, want it kept (10.0.0.2)", got)
+	}
+	if cn, _ := rec.get(compute); cn.Version != before {
+		t.Errorf("the down node was handed a network (version %s → %s)", before, cn.Version)
+	}
+	// It is heard again and reports an old version: it gets its network.
+	if _, err := te.Heartbeat(ctx, compute, Heartbeat{Address: "10.0.0.2", NetworkVersion: "old"}); err != nil {
+		t.Fatal(err)
+	}
+	te.wg.Wait()
+	want, err := te.NodeNetworkOf(ctx, admin, compute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cn, _ := rec.get(compute); cn.Version != want.Version || len(cn.Networks) != 1 {
+		t.Errorf("after its heartbeat the node has %+v, want %+v", cn, want)
 	}
 }
