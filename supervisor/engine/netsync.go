@@ -70,9 +70,9 @@ func (e *Engine) holdServer(id, node string) func() {
 }
 
 // carriesNetworks reports whether a node takes part in networks. A node that is down
-// still does: its servers may well run on (it only missed heartbeats, a loaded or cut
-// off node), so the other nodes keep it as a VXLAN peer and its guests keep their
-// networks the moment it is heard again. Only a node that joins again, or is
+// still does: its servers may well still run (it only missed heartbeats: loaded, or
+// cut off for a while), so the other nodes keep it as a VXLAN peer and its guests
+// have their networks the moment it is heard again. Only a node that joins again, or is
 // removed, leaves them.
 func carriesNetworks(n Node) bool {
 	return n.State == NodeReady || n.State == NodeMaintenance || n.State == NodeDown
