@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/cairn-os/cairn/internal/testutil"
+	"golang.org/x/sys/unix"
 )
 
 const mib = 1 << 20
@@ -160,7 +162,9 @@ func holdOpen(t *testing.T, path string, f Format) {
 		<-exited
 	})
 	// A loaded machine can take a while to start qemu-io: wait for the lock by the
-	// clock, and give up at once if qemu-io died.
+	// clock, and give up at once if qemu-io died. The probe must not take a lock
+	// itself: `qemu-img info` did, and a qemu-io starting during it failed to get its
+	// write lock.
 	deadline := time.Now().Add(90 * time.Second)
 	for time.Now().Before(deadline) {
 		select {
@@ -169,12 +173,27 @@ func holdOpen(t *testing.T, path string, f Format) {
 			t.Fatalf("qemu-io exited before it took the lock on %s: %v: %s", path, err, out.String())
 		default:
 		}
-		// Without -U, qemu-img info fails while another process holds the lock.
-		o, err := exec.Command("qemu-img", "info", path).CombinedOutput()
-		if err != nil && strings.Contains(string(o), "lock") {
+		if imageLocked(t, path) {
 			return
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Fatalf("qemu-io did not take the lock on %s within 90 s", path)
+}
+
+// imageLocked reports whether another process holds one of qemu's image locks on
+// path (open file description locks on the permission bytes from offset 100), asking
+// with F_OFD_GETLK, which takes no lock.
+func imageLocked(t *testing.T, path string) bool {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	lk := unix.Flock_t{Type: unix.F_WRLCK, Whence: io.SeekStart, Start: 100, Len: 200}
+	if err := unix.FcntlFlock(f.Fd(), unix.F_OFD_GETLK, &lk); err != nil {
+		t.Fatal(err)
+	}
+	return lk.Type != unix.F_UNLCK
 }

@@ -54,9 +54,18 @@ func DialLocal(ctx context.Context, socket string) (*Conn, error) {
 	return &Conn{l: l}, nil
 }
 
+// closeLimit bounds Close: a connection whose libvirtd (or go-libvirt's reader) no
+// longer answers must not hang its caller, which then reconnects.
+const closeLimit = 30 * time.Second
+
 // Close disconnects from libvirtd. Event channels from Events close.
 func (c *Conn) Close() error {
-	if err := c.l.Disconnect(); err != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), closeLimit)
+	defer cancel()
+	if err := call0(ctx, c.l.Disconnect); err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("disconnect from libvirtd: no answer within %v; the connection is left to end on its own", closeLimit)
+		}
 		return fmt.Errorf("disconnect from libvirtd: %w", err)
 	}
 	return nil
