@@ -118,10 +118,115 @@ func (e *Engine) watchOnce(id string) error {
 	}
 	e.reconcile(id, domains)
 	e.autostart(ctx, id)
-	for ev := range events {
-		e.applyEvent(id, ev)
+	tick := time.NewTicker(e.cfg.RecheckInterval)
+	defer tick.Stop()
+	var seen map[string]drift
+	for {
+		select {
+		case ev, ok := <-events:
+			if !ok {
+				return errors.New("event stream closed")
+			}
+			e.applyEvent(id, ev)
+		case <-tick.C:
+			lctx, lcancel := context.WithTimeout(ctx, time.Minute)
+			domains, err := c.List(lctx)
+			lcancel()
+			if err != nil {
+				return fmt.Errorf("list domains: %w", err)
+			}
+			seen = e.recheckNode(id, domains, seen)
+		}
 	}
-	return errors.New("event stream closed")
+}
+
+// drift is a disagreement a recheck saw between a server's recorded state and
+// libvirt's.
+type drift struct {
+	libvirt ServerState // what libvirt's list said
+	state   ServerState // what was recorded
+	stateAt time.Time   // when the recorded state was set
+}
+
+// recheck compares the recorded states of node id's servers with libvirt's list of
+// domains. It returns the servers to correct — those that disagreed the same way in
+// the previous check too, with nothing recorded for them since — and the
+// disagreements seen now, for the next check. A disagreement seen once may be an
+// event still on its way; seen twice a check interval apart, the event was lost
+// (libvirtd has been seen to drop a subscription). Servers recorded on another node
+// are left alone: during a live migration the destination runs the domain too, and
+// the migration itself records the move.
+func recheck(id string, servers []Server, domains map[string]virt.State, prev map[string]drift) (fix map[string]drift, seen map[string]drift) {
+	for _, s := range servers {
+		if s.Node != id {
+			continue
+		}
+		st, known := domains[s.UUID]
+		want, _ := libvirtView(st, known)
+		if s.State == want {
+			continue
+		}
+		d := drift{libvirt: want, state: s.State, stateAt: s.StateAt}
+		if p, ok := prev[s.ID]; ok && p == d {
+			if fix == nil {
+				fix = map[string]drift{}
+			}
+			fix[s.ID] = d
+			continue
+		}
+		if seen == nil {
+			seen = map[string]drift{}
+		}
+		seen[s.ID] = d
+	}
+	return fix, seen
+}
+
+// recheckNode corrects the servers of node id that recheck finds, and returns the
+// disagreements to confirm at the next check.
+func (e *Engine) recheckNode(id string, domains map[string]virt.State, prev map[string]drift) map[string]drift {
+	var seen map[string]drift
+	var fixed []string
+	err := e.store.Update(func(tx *store.Tx) error {
+		servers, err := store.ListTx[Server](tx, bucketServers)
+		if err != nil {
+			return err
+		}
+		var fix map[string]drift
+		fix, seen = recheck(id, servers, domains, prev)
+		for _, s := range servers {
+			d, ok := fix[s.ID]
+			if !ok {
+				continue
+			}
+			st, known := domains[s.UUID]
+			s.State, s.Reason = libvirtView(st, known)
+			s.StateAt = e.now()
+			if err := tx.Put(bucketServers, s.ID, s); err != nil {
+				return err
+			}
+			fixed = append(fixed, fmt.Sprintf("%s %s→%s", s.ID, d.state, d.libvirt))
+		}
+		return nil
+	})
+	if err != nil {
+		e.log.Warn("recheck node failed", "node", id, "err", err)
+		return nil
+	}
+	if len(fixed) > 0 {
+		e.log.Warn("server states corrected from libvirt's list: an event was lost", "node", id, "servers", fixed)
+		e.notifyServers()
+	}
+	return seen
+}
+
+// libvirtView is the state (and reason) to record for a server whose domain libvirt
+// lists in state st (known) or does not list at all.
+func libvirtView(st virt.State, known bool) (ServerState, string) {
+	if !known {
+		return ServerShutoff, "not running on the node"
+	}
+	return serverState(st), ""
 }
 
 // reconcile sets the states of node id's servers from libvirt's list of domains.
@@ -140,11 +245,7 @@ func (e *Engine) reconcile(id string, domains map[string]virt.State) {
 				}
 				s.Node = id
 			}
-			next := ServerShutoff
-			reason := "not running on the node"
-			if known {
-				next, reason = serverState(st), ""
-			}
+			next, reason := libvirtView(st, known)
 			if s.State == next && s.Reason == reason {
 				continue
 			}
