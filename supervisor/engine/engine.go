@@ -47,9 +47,9 @@ const (
 // DefaultHeartbeatInterval is how often nodes beat unless Config says otherwise.
 const DefaultHeartbeatInterval = 5 * time.Second
 
-// DefaultRecheckInterval is how often a node's watcher compares libvirt's list of
-// domains with the recorded server states unless Config says otherwise.
-const DefaultRecheckInterval = time.Minute
+// recheckInterval is how often a node's watcher compares libvirt's list of domains
+// with the recorded server states, to catch a lost event.
+const recheckInterval = time.Minute
 
 // missedBeats is how many intervals without a beat make a node down.
 const missedBeats = 3
@@ -72,10 +72,6 @@ type Config struct {
 	LANURL string
 	// HeartbeatInterval is how often nodes beat (DefaultHeartbeatInterval when 0).
 	HeartbeatInterval time.Duration
-	// RecheckInterval is how often each node's watcher compares libvirt's list of
-	// domains with the recorded server states, to catch a lost event
-	// (DefaultRecheckInterval when 0).
-	RecheckInterval time.Duration
 	// Services reports the supervisor's services; nil means none.
 	Services func() []service.Status
 	// ProbeNode, when set, asks a node's libvirtd for its version over mutual TLS
@@ -176,9 +172,6 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 	}
 	if cfg.HeartbeatInterval <= 0 {
 		cfg.HeartbeatInterval = DefaultHeartbeatInterval
-	}
-	if cfg.RecheckInterval <= 0 {
-		cfg.RecheckInterval = DefaultRecheckInterval
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now

@@ -118,7 +118,7 @@ func (e *Engine) watchOnce(id string) error {
 	}
 	e.reconcile(id, domains)
 	e.autostart(ctx, id)
-	tick := time.NewTicker(e.cfg.RecheckInterval)
+	tick := time.NewTicker(recheckInterval)
 	defer tick.Stop()
 	var seen map[string]drift
 	for {

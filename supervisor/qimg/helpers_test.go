@@ -182,8 +182,8 @@ func holdOpen(t *testing.T, path string, f Format) {
 }
 
 // imageLocked reports whether another process holds one of qemu's image locks on
-// path (open file description locks on the permission bytes from offset 100), asking
-// with F_OFD_GETLK, which takes no lock.
+// path (open file description locks on its permission and shared-permission bytes,
+// offsets 100–299), asking with F_OFD_GETLK, which takes no lock.
 func imageLocked(t *testing.T, path string) bool {
 	t.Helper()
 	f, err := os.Open(path)

@@ -147,7 +147,7 @@ func events(t *testing.T, c *Conn) <-chan Event {
 	return ch
 }
 
-// waitEvent waits for the event of domain uuid with kind and reason (any kind or reason when
+// waitEvent waits for the event of domain uuid with kind and reason (any reason when
 // empty), skipping others.
 func waitEvent(t *testing.T, ch <-chan Event, uuid, kind, reason string) Event {
 	t.Helper()
@@ -163,7 +163,7 @@ func waitEvent(t *testing.T, ch <-chan Event, uuid, kind, reason string) Event {
 				continue
 			}
 			seen = append(seen, ev.Kind+"/"+ev.Reason)
-			if (kind == "" || ev.Kind == kind) && (reason == "" || ev.Reason == reason) {
+			if ev.Kind == kind && (reason == "" || ev.Reason == reason) {
 				return ev
 			}
 		case <-timeout:
