@@ -259,6 +259,9 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 		st.Close()
 		return nil, fmt.Errorf("open engine: %w", err)
 	}
+	// Only now, with the interrupted operations marked failed and the pools open, and
+	// before anything can start new work, is every temporary folder a leftover.
+	e.sweepTemp()
 	// The watchers of the nodes' libvirt events start with each node's first
 	// heartbeat to this engine, not here: the callbacks in cfg may not be ready
 	// before Open returns.
