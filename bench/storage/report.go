@@ -301,9 +301,9 @@ func (f ImageFigures) markdown(w func(string, ...any), m Machine) {
 		w("here the full copy is a reflink too (Cairn clones the file's extents with\n")
 		w("FICLONE, as `cp --reflink` does), so it also moves no data and the ratio is small:\n")
 		w("what is left is the operation, the flush and qemu-img reading the new file's header.\n\n")
-	case "rsync":
-		w("a full copy moves the whole file (here with rsync, as the filesystem cannot\n")
-		w("share extents), which is what the full copy / linked clone ratio shows.\n\n")
+	case "copy", "rsync":
+		w("a full copy moves the file's data (the filesystem cannot share extents), which\n")
+		w("is what the full copy / linked clone ratio shows.\n\n")
 	default:
 		w("a full copy moves the whole file unless the filesystem can share its extents.\n\n")
 	}
@@ -312,7 +312,11 @@ func (f ImageFigures) markdown(w func(string, ...any), m Machine) {
 	w("MB/s of the file's %s (MB = 10⁶ bytes).\n\n", mbyte(f.FileBytes))
 	w("| | time | throughput | load (1 min) at start |\n|---|---|---|---|\n")
 	method := ""
-	if f.Method != "" {
+	switch f.Method {
+	case "":
+	case "copy":
+		method = " (a copy of the data that keeps holes)"
+	default:
 		method = fmt.Sprintf(" (copied by %s)", f.Method)
 	}
 	w("| Cairn: back up, `POST /api/v1/images/{id}/backup` → its operation succeeded%s | %s | %s | %s |\n", method, f.Backup.seconds(), f.Backup.rate(f.FileBytes), f.Backup.loads())
@@ -333,11 +337,18 @@ func (f ImageFigures) markdown(w func(string, ...any), m Machine) {
 		w("a big image takes about as long as one of a small image, and the ratio against\n")
 		w("`cp --reflink` is Cairn's own overhead (the operation, flushing the file and its\n")
 		w("folder, the rename into place, its records).\n\n")
-	default:
+	case "rsync":
 		w("Cairn copies with `rsync --sparse` too when the filesystem cannot share extents,\n")
 		w("and adds flushing the file and its folder, the rename into place and its records\n")
 		w("(a restore also reads the new file's header with qemu-img): a ratio near 1× means\n")
 		w("that overhead is small against moving the bytes.\n\n")
+	default:
+		w("Where the filesystem cannot share extents Cairn copies the data itself: it asks\n")
+		w("the filesystem where the data is (`SEEK_DATA`/`SEEK_HOLE`), reads only that and\n")
+		w("leaves runs of zeros as holes, where `rsync --sparse` reads every hole as zeros.\n")
+		w("Throughput is counted over the whole file, so a ratio above 1× is what skipping\n")
+		w("the holes saves; Cairn also flushes the file and its folder, renames it into place\n")
+		w("and keeps its records (a restore also reads the new file's header with qemu-img).\n\n")
 	}
 }
 

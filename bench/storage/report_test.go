@@ -23,7 +23,7 @@ func testReport() Report {
 	ext4 := ImageFigures{
 		Label: "ext4", FS: "ext4", Device: "/dev/vda", Driver: "dir",
 		Setup:        "a folder in the run's temporary folder, on ext4 (`/dev/vda`), driver `dir`",
-		VirtualBytes: 10 << 30, DataBytes: 1 << 30, FileBytes: 1074135040, Method: "rsync",
+		VirtualBytes: 10 << 30, DataBytes: 1 << 30, FileBytes: 1074135040, Method: "copy",
 		Linked: series("", 0.031, 0.029, 0.035), Child: series("", 0.02, 0.021, 0.019),
 		Copy: series("", 4.1, 3.9, 4.4), Rsync: series("", 4.3, 4.0, 4.2),
 		Backup: series("", 4.0, 4.1, 3.8), Restore: series("delete image i-1: 409 Conflict", 4.5, 4.2),

@@ -51,7 +51,7 @@ func (e *Engine) Backup(ctx context.Context, u User, id string) (Backup, error) 
 }
 
 // BackupImage copies an image into the backup pool (reflink where the filesystem can,
-// rsync otherwise), as an operation. The image may be in use: a running server's
+// a copy of its data otherwise), as an operation. The image may be in use: a running server's
 // disk is copied as it is at that moment (crash-consistent).
 func (e *Engine) BackupImage(ctx context.Context, u User, id string) (Operation, error) {
 	return e.backupImage(ctx, u, id, false)

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"path/filepath"
@@ -35,7 +36,6 @@ func waitOps(t *testing.T, te *testEngine, u User) {
 // made by hand are never pruned.
 func TestScheduledBackups(t *testing.T) {
 	testutil.RequireProgram(t, "qemu-img")
-	testutil.RequireProgram(t, "rsync")
 	c := &clock{t: time.Date(2026, 3, 1, 1, 0, 0, 0, time.Local)}
 	te := openTest(t, "", c)
 	u := te.admin(t)
@@ -97,13 +97,25 @@ func TestScheduledBackups(t *testing.T) {
 // new image nor its file is left behind.
 func TestCancelCopy(t *testing.T) {
 	testutil.RequireProgram(t, "qemu-img")
-	testutil.RequireProgram(t, "rsync")
 	te := openTest(t, "", nil)
 	u := te.admin(t)
 	ctx := context.Background()
-	// A big sparse raw image: rsync reads every hole, so the copy takes seconds.
-	im, err := te.CreateImage(ctx, u, ImageRequest{Name: "big", Format: "raw", Size: 8 << 30})
+	// A raw image with 1 GiB of data (a copy skips holes, so they would not slow it).
+	im, err := te.CreateImage(ctx, u, ImageRequest{Name: "big", Format: "raw", Size: 2 << 30})
 	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(im.Path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block := bytes.Repeat([]byte("cairn data "), 1<<20/11+1)[:1<<20]
+	for off := int64(0); off < 1<<30; off += int64(len(block)) {
+		if _, err := f.WriteAt(block, off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := f.Close(); err != nil {
 		t.Fatal(err)
 	}
 	linked := false
@@ -111,7 +123,20 @@ func TestCancelCopy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(200 * time.Millisecond)
+	// Cancel once the copy has begun moving data.
+	for {
+		got, err := te.Operation(ctx, u, op.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.State != OpRunning {
+			t.Fatalf("the copy of 1 GiB ended %s before it could be canceled", got.State)
+		}
+		if got.Progress > 0 {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
 	got, err := te.CancelOperation(ctx, u, op.ID)
 	if err != nil {
 		t.Fatal(err)

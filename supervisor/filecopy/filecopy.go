@@ -1,8 +1,10 @@
 // Package filecopy copies big files — VM disk images — for backups, restores and full
 // copies. Where source and destination share a filesystem that can share extents
 // (btrfs, XFS with reflink) the copy is a clone made with the FICLONE ioctl: instant,
-// and it takes no space until one side changes. Elsewhere rsync copies the data, with
-// progress, turning runs of zeros into holes so that a sparse image stays sparse.
+// and it takes no space until one side changes. Elsewhere the data is copied, with
+// progress: only the source's data is read (its holes are skipped, not read as zeros)
+// and runs of zeros are left as holes, so a thin image stays thin and costs what is
+// written in it, not its size.
 //
 // Either way the file is written in a hidden folder beside the destination (see
 // TempPrefix), flushed to disk, given the source's mode and owner, and only then
@@ -26,24 +28,24 @@ type Method string
 const (
 	// Reflink is a clone that shares the source's extents (FICLONE): no data moved.
 	Reflink Method = "reflink"
-	// Rsync is a copy of the data by rsync.
-	Rsync Method = "rsync"
+	// DataCopy is a copy of the data, holes kept (see sparseCopy).
+	DataCopy Method = "copy"
 )
 
 // ErrExists means the destination already exists. Copy never overwrites a file.
 var ErrExists = errors.New("already exists")
 
 // Copy copies the regular file src to dst, which must not exist, and returns how. It
-// clones when the filesystem allows and copies with rsync otherwise. progress, when
-// not nil, is called with the bytes copied so far and the source's size, from another
-// goroutine but one call at a time; it ends with done == total on success. Cancelling
-// ctx stops the copy and removes what was written.
+// clones when the filesystem allows and copies the data otherwise. progress, when not
+// nil, is called with the bytes done so far and the source's size, one call at a time;
+// it ends with done == total on success. Cancelling ctx stops the copy and removes
+// what was written.
 func Copy(ctx context.Context, src, dst string, progress func(done, total int64)) (Method, error) {
 	report := progress
 	var last int64 = -1
 	progress = func(done, total int64) {
-		// Never backwards and never twice the same: rsync's last line and our own
-		// final call may both say done == total.
+		// Never backwards and never twice the same: the copy's last call and our own
+		// final one both say done == total.
 		if report != nil && done > last {
 			last = done
 			report(done, total)
@@ -56,7 +58,7 @@ func Copy(ctx context.Context, src, dst string, progress func(done, total int64)
 	if err != nil {
 		return fail(err)
 	}
-	// rsync would refuse a symlink without -L, and a clone needs the real file anyway.
+	// A clone needs the real file, and errors should name it.
 	if src, err = filepath.EvalSymlinks(src); err != nil {
 		return fail(err)
 	}
@@ -90,8 +92,8 @@ func Copy(ctx context.Context, src, dst string, progress func(done, total int64)
 	if err := clone(src, tmp.Path); err != nil {
 		// Not the same filesystem, or one without shared extents: copy the data.
 		os.Remove(tmp.Path)
-		method = Rsync
-		if err := rsync(ctx, src, tmp.Path, si.Size(), progress); err != nil {
+		method = DataCopy
+		if err := sparseCopy(ctx, src, tmp.Path, si.Size(), progress); err != nil {
 			return fail(err)
 		}
 	}

@@ -12,7 +12,10 @@ func methodLabel(m string) string {
 	switch m {
 	case "reflink":
 		return "Reflink (shared blocks)"
+	case "copy":
+		return "Full copy (holes kept)"
 	case "rsync":
+		// Backups made before Cairn copied the data itself.
 		return "rsync (full copy)"
 	case "":
 		return "—"

@@ -199,3 +199,15 @@ func TestDeleteNeedsConfirmationAndReadonlyHasNoForms(t *testing.T) {
 		t.Error("a read-only viewer sees no backup or sees forms")
 	}
 }
+
+// Each way a backup can have been copied has its own words in the table.
+func TestMethodLabels(t *testing.T) {
+	seen := map[string]string{}
+	for _, m := range []string{"reflink", "copy", "rsync"} {
+		l := methodLabel(m)
+		if l == m || seen[l] != "" {
+			t.Errorf("method %q is shown as %q (also used for %q)", m, l, seen[l])
+		}
+		seen[l] = m
+	}
+}
