@@ -202,16 +202,10 @@ func (e *Engine) restore(ctx context.Context, u User, op, kind string, src resto
 	}
 	return e.startOp(u.ID, kind, im.ID, func(ctx context.Context, p progress) (string, error) {
 		defer e.unlockImage(im)
-		tmp := filepath.Join(filepath.Dir(im.Path), "."+im.ID+".restore")
-		os.Remove(tmp)
-		if _, err := filecopy.Copy(ctx, src.path, tmp, p.Bytes("copying")); err != nil {
+		if _, err := filecopy.CopyReplace(ctx, src.path, im.Path, p.Bytes("copying")); err != nil {
 			return "", err
 		}
-		os.Chmod(tmp, 0o640)
-		if err := os.Rename(tmp, im.Path); err != nil {
-			os.Remove(tmp)
-			return "", err
-		}
+		os.Chmod(im.Path, 0o640)
 		err := e.store.Update(func(tx *store.Tx) error {
 			var cur Image
 			if err := tx.Get(bucketImages, im.ID, &cur); err != nil {

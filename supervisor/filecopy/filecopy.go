@@ -41,6 +41,18 @@ var ErrExists = errors.New("already exists")
 // it ends with done == total on success. Cancelling ctx stops the copy and removes
 // what was written.
 func Copy(ctx context.Context, src, dst string, progress func(done, total int64)) (Method, error) {
+	return copyFile(ctx, src, dst, progress, false)
+}
+
+// CopyReplace is Copy onto an existing file (restoring an image in place): the copy
+// is made beside dst as Copy makes it and then replaces dst atomically, so a reader
+// sees the old file or the new one, and a failed or cancelled copy leaves dst as it
+// was. dst need not exist.
+func CopyReplace(ctx context.Context, src, dst string, progress func(done, total int64)) (Method, error) {
+	return copyFile(ctx, src, dst, progress, true)
+}
+
+func copyFile(ctx context.Context, src, dst string, progress func(done, total int64), replace bool) (Method, error) {
 	report := progress
 	var last int64 = -1
 	progress = func(done, total int64) {
@@ -73,8 +85,13 @@ func Copy(ctx context.Context, src, dst string, progress func(done, total int64)
 	if !si.Mode().IsRegular() {
 		return fail(fmt.Errorf("%s is not a regular file (%s); only image files can be copied", src, si.Mode().Type()))
 	}
-	if _, err := os.Lstat(dst); err == nil {
-		return fail(existsError(dst))
+	if fi, err := os.Lstat(dst); err == nil {
+		if !replace {
+			return fail(existsError(dst))
+		}
+		if !fi.Mode().IsRegular() {
+			return fail(fmt.Errorf("%s is not a regular file (%s); only a file is replaced", dst, fi.Mode().Type()))
+		}
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return fail(err)
 	}
@@ -103,7 +120,11 @@ func Copy(ctx context.Context, src, dst string, progress func(done, total int64)
 	if err := ctx.Err(); err != nil {
 		return fail(err)
 	}
-	if err := tmp.Commit(); err != nil {
+	commit := tmp.Commit
+	if replace {
+		commit = tmp.CommitReplace
+	}
+	if err := commit(); err != nil {
 		return fail(err)
 	}
 	progress(si.Size(), si.Size())

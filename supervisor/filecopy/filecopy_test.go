@@ -410,3 +410,50 @@ func TestIsTemp(t *testing.T) {
 		t.Error("IsTemp(a.qcow2) = true")
 	}
 }
+
+// CopyReplace puts the copy in place of an existing file; cancelled, it leaves the old
+// file as it was and nothing beside it; it replaces only a regular file.
+func TestCopyReplace(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(t.TempDir(), "backup.img")
+	sparseFile(t, src, 64*mib, 0, 32*mib)
+	dst := filepath.Join(dir, "disk.img")
+	old := []byte("the image as it was")
+	if err := os.WriteFile(dst, old, 0o640); err != nil {
+		t.Fatal(err)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	var once sync.Once
+	_, err := CopyReplace(ctx, src, dst, func(int64, int64) { once.Do(cancel) })
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled CopyReplace returned %v, want context.Canceled", err)
+	}
+	if got, _ := os.ReadFile(dst); !bytes.Equal(got, old) {
+		t.Errorf("after a cancelled replace the file holds %q, want it as it was", got)
+	}
+	if got := names(t, dir); !slices.Equal(got, []string{"disk.img"}) {
+		t.Errorf("folder holds %v after a cancelled replace, want only disk.img", got)
+	}
+
+	if _, err := CopyReplace(context.Background(), src, dst, nil); err != nil {
+		t.Fatal(err)
+	}
+	if digest(t, src) != digest(t, dst) {
+		t.Error("the replaced file's content differs from the source")
+	}
+	if got := names(t, dir); !slices.Equal(got, []string{"disk.img"}) {
+		t.Errorf("folder holds %v after a replace, want only disk.img", got)
+	}
+
+	sub := filepath.Join(dir, "folder")
+	if err := os.Mkdir(sub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := CopyReplace(context.Background(), src, sub, nil); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+		t.Errorf("CopyReplace onto a folder: %v, want it refused", err)
+	}
+	if _, err := Copy(context.Background(), src, dst, nil); !errors.Is(err, ErrExists) {
+		t.Errorf("Copy onto an existing file: %v, want ErrExists", err)
+	}
+}
