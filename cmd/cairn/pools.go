@@ -75,8 +75,8 @@ func (a *app) poolsCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return printList(a, sns, []string{"NAME", "DAILY", "CREATED"}, func(s engine.PoolSnapshot) []string {
-				return []string{s.Name, yesNo(s.Daily), s.CreatedAt.Local().Format("2006-01-02 15:04:05")}
+			return printList(a, sns, []string{"NAME", "DAILY", "CREATED", "IMAGES"}, func(s engine.PoolSnapshot) []string {
+				return []string{s.Name, yesNo(s.Daily), s.CreatedAt.Local().Format("2006-01-02 15:04:05"), snapshotImages(s)}
 			})
 		}))
 	cmd.AddCommand(a.command("snapshot-delete ID NAME", "Delete a pool snapshot", exactArgs("ID", "NAME"),
@@ -99,10 +99,9 @@ func (a *app) poolsCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			image := args[2]
-			// The snapshot knows images by ID; a name is looked up while the image exists.
-			if im, err := c.Image(ctx, image); err == nil {
-				image = im.ID
+			image, err := snapshotImage(ctx, c, id, args[1], args[2])
+			if err != nil {
+				return err
 			}
 			op, err := c.RestoreFromSnapshot(ctx, id, args[1], engine.RestoreRequest{Image: image, Name: as})
 			if err != nil {
@@ -305,4 +304,52 @@ func printPool(a *app, p engine.Pool, names map[string]string) error {
 		{"by user", byUser(p.ImageBytesByOwner, names)},
 		{"created", p.CreatedAt.Local().Format("2006-01-02 15:04:05")},
 	})
+}
+
+// snapshotImages names the images a snapshot holds, for a table cell.
+func snapshotImages(s engine.PoolSnapshot) string {
+	if len(s.Images) == 0 {
+		return "-"
+	}
+	names := make([]string, len(s.Images))
+	for i, im := range s.Images {
+		names[i] = im.Name
+		if im.Deleted {
+			names[i] += " (deleted)"
+		}
+	}
+	return strings.Join(names, ", ")
+}
+
+// snapshotImage finds the ID of the image that arg (an ID or a name) means in pool
+// snapshot name: a current image first, then the snapshot's own list, which also
+// holds images deleted since.
+func snapshotImage(ctx context.Context, c *apiclient.Client, pool int, name, arg string) (string, error) {
+	if im, err := c.Image(ctx, arg); err == nil {
+		return im.ID, nil
+	}
+	sns, err := c.PoolSnapshots(ctx, pool)
+	if err != nil {
+		return "", err
+	}
+	i := slices.IndexFunc(sns, func(s engine.PoolSnapshot) bool { return s.Name == name })
+	if i < 0 {
+		return "", fmt.Errorf("pool %d has no snapshot %q; see cairn pools snapshots %d", pool, name, pool)
+	}
+	var ids []string
+	for _, im := range sns[i].Images {
+		if im.ID == arg {
+			return im.ID, nil
+		}
+		if im.Name == arg {
+			ids = append(ids, im.ID)
+		}
+	}
+	switch len(ids) {
+	case 1:
+		return ids[0], nil
+	case 0:
+		return "", fmt.Errorf("snapshot %q of pool %d holds no image %q of yours; see cairn pools snapshots %d", name, pool, arg, pool)
+	}
+	return "", fmt.Errorf("snapshot %q of pool %d holds %d images named %q (%s); give the ID", name, pool, len(ids), arg, strings.Join(ids, ", "))
 }

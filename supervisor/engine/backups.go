@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -254,9 +255,32 @@ func (e *Engine) PoolSnapshots(ctx context.Context, u User, poolID string) ([]Po
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}
+	current, err := store.List[Image](e.store, bucketImages)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
 	out := []PoolSnapshot{}
 	for _, s := range list {
-		out = append(out, PoolSnapshot{Pool: id, Name: s.Name, Daily: strings.HasPrefix(s.Name, "daily-"), CreatedAt: s.CreatedAt})
+		ps := PoolSnapshot{Pool: id, Name: s.Name, Daily: strings.HasPrefix(s.Name, "daily-"), CreatedAt: s.CreatedAt, Images: []SnapshotImage{}}
+		held, err := readManifest(sn, s.Name)
+		if err != nil {
+			// Not taken by Cairn (made by hand on the pool's disk): listed, with
+			// nothing to restore from it one image at a time.
+			e.log.Debug("snapshot without an image list", "pool", id, "snapshot", s.Name, "err", err)
+		}
+		for _, im := range held {
+			if !canSee(u, im.Owner) {
+				continue
+			}
+			ps.Images = append(ps.Images, SnapshotImage{
+				ID: im.ID, Name: im.Name, Owner: im.Owner, Format: im.Format, VirtualSize: im.VirtualSize,
+				Deleted: !slices.ContainsFunc(current, func(c Image) bool { return c.ID == im.ID }),
+			})
+		}
+		slices.SortFunc(ps.Images, func(a, b SnapshotImage) int {
+			return cmp.Or(strings.Compare(a.Name, b.Name), strings.Compare(a.ID, b.ID))
+		})
+		out = append(out, ps)
 	}
 	return out, nil
 }

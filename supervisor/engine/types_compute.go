@@ -68,6 +68,22 @@ type PoolSnapshot struct {
 	Name      string    `json:"name"`
 	Daily     bool      `json:"daily"`
 	CreatedAt time.Time `json:"created_at"`
+	// Images are the caller's images (an admin's: all) that the snapshot holds, by
+	// name, as they were when it was taken: what can be restored from it. Empty for a
+	// snapshot that Cairn did not take (it has no image list).
+	Images []SnapshotImage `json:"images"`
+}
+
+// SnapshotImage is an image as a pool snapshot holds it.
+type SnapshotImage struct {
+	ID          string `json:"id"`
+	Name        string `json:"name"`
+	Owner       string `json:"owner"`
+	Format      string `json:"format"`
+	VirtualSize int64  `json:"virtual_size"`
+	// Deleted is true when the image is no longer in Cairn: it can be restored only as
+	// a new image.
+	Deleted bool `json:"deleted"`
 }
 
 // ImageState says what can be done with an image.

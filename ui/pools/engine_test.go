@@ -105,6 +105,18 @@ func TestRealBtrfsPoolFromCreateToRollback(t *testing.T) {
 	if err := os.WriteFile(im.Path, before, 0o640); err != nil {
 		t.Fatal(err)
 	}
+	// Another user's image in the same pool.
+	if _, err := e.CreateUser(ctx, admin, "bob", "bob-password", engine.RoleUser); err != nil {
+		t.Fatal(err)
+	}
+	bob, err := e.Authenticate(ctx, "bob", "bob-password")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bobs, err := e.CreateImage(ctx, bob, engine.ImageRequest{Name: "bobs-disk", Pool: &one, Format: "raw", Size: 2 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if rec := do(t, e, admin, http.MethodPost, "/pools/1/snapshots", ""); rec.Code != http.StatusSeeOther {
 		t.Fatalf("snapshot now: %d\n%s", rec.Code, rec.Body.String())
 	}
@@ -113,6 +125,29 @@ func TestRealBtrfsPoolFromCreateToRollback(t *testing.T) {
 		t.Fatalf("snapshots: %v %v", snaps, err)
 	}
 	snap := snaps[0].Name
+	if got := snapshotImageIDs(snaps[0]); got != bobs.ID+" "+im.ID && got != im.ID+" "+bobs.ID {
+		t.Errorf("the admin sees the snapshot holding %q, want both images", got)
+	}
+	// Bob sees only his own image in the snapshot, also once he deleted it, and can
+	// bring it back from the pool's page as a new image.
+	if err := e.DeleteImage(ctx, bob, bobs.ID); err != nil {
+		t.Fatal(err)
+	}
+	if snaps, err := e.PoolSnapshots(ctx, bob, "1"); err != nil || len(snaps) != 1 || snapshotImageIDs(snaps[0]) != bobs.ID || !snaps[0].Images[0].Deleted {
+		t.Fatalf("bob's view of the snapshot: %+v %v; want only his image, deleted", snaps, err)
+	}
+	page := do(t, e, bob, http.MethodGet, "/pools/1", "").Body.String()
+	if !strings.Contains(page, `<option value="`+bobs.ID+`" data-deleted>bobs-disk`) || strings.Contains(page, im.ID) {
+		t.Errorf("bob's restore form does not offer his deleted image alone:\n%s", page)
+	}
+	rec = do(t, e, bob, http.MethodPost, "/pools/1/snapshots/"+snap+"/restore", url.Values{"image": {bobs.ID}, "mode": {"new"}, "name": {"bobs-back"}}.Encode())
+	if loc, _ := url.Parse(rec.Header().Get("Location")); rec.Code != http.StatusSeeOther || loc == nil || loc.Query().Get("op") == "" {
+		t.Fatalf("bob's restore: %d %q\n%s", rec.Code, rec.Header().Get("Location"), rec.Body.String())
+	} else if op, err := e.WaitOperation(ctx, bob, loc.Query().Get("op")); err != nil || op.State != engine.OpSucceeded {
+		t.Fatalf("bob's restore operation: %+v %v", op, err)
+	} else if back, err := e.Image(ctx, bob, op.Result); err != nil || back.Name != "bobs-back" || back.Owner != bob.ID {
+		t.Fatalf("bob's restored image: %+v %v", back, err)
+	}
 	if body := do(t, e, admin, http.MethodGet, "/pools/1", "").Body.String(); !strings.Contains(body, `<tr data-snapshot="`+snap+`">`) {
 		t.Errorf("the snapshot is not listed on the pool's page")
 	}
@@ -161,4 +196,13 @@ func TestRealBtrfsPoolFromCreateToRollback(t *testing.T) {
 	if snaps, _ := e.PoolSnapshots(ctx, admin, "1"); len(snaps) != 0 {
 		t.Errorf("snapshots after the delete: %v", snaps)
 	}
+}
+
+// snapshotImageIDs lists the IDs of the images a snapshot holds, space-separated.
+func snapshotImageIDs(s engine.PoolSnapshot) string {
+	var ids []string
+	for _, im := range s.Images {
+		ids = append(ids, im.ID)
+	}
+	return strings.Join(ids, " ")
 }

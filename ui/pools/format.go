@@ -98,7 +98,19 @@ func used(p engine.Pool) uint64 {
 func byteCount(n int64) string { return layout.Bytes(uint64(max(n, 0))) }
 
 // imageLabel is an image in the restore list: "web-1 (i-abc123)".
-func imageLabel(im engine.Image) string { return im.Name + " (" + im.ID + ")" }
+
+// snapshotImageLabel names an image a snapshot holds: "web (i-…), qcow2 10 GiB", and
+// says when it was deleted since (it can then only come back as a new image).
+func snapshotImageLabel(im engine.SnapshotImage) string {
+	l := im.Name + " (" + im.ID + "), " + im.Format
+	if im.VirtualSize > 0 {
+		l += " " + layout.Bytes(uint64(im.VirtualSize))
+	}
+	if im.Deleted {
+		l += " — deleted since: restore as a new image"
+	}
+	return l
+}
 
 // snapshotKind is "Daily" or "Manual".
 func snapshotKind(s engine.PoolSnapshot) string {

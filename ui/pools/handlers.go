@@ -33,7 +33,6 @@ type Service interface {
 	RestoreFromSnapshot(ctx context.Context, u engine.User, poolID, name string, req engine.RestoreRequest) (engine.Operation, error)
 	RollbackPool(ctx context.Context, u engine.User, poolID, name, confirm string) error
 	UsageOf(ctx context.Context, u engine.User, userID string) (engine.Usage, error)
-	Images(ctx context.Context, u engine.User) ([]engine.Image, error)
 	images.OperationReader
 	layout.UserLister
 }
@@ -176,12 +175,10 @@ type detailView struct {
 	Pool         engine.Pool
 	Snapshots    []engine.PoolSnapshot
 	SnapshotsErr string
-	// Images are the viewer's images in the pool (an admin's: all), to restore.
-	Images []engine.Image
-	Owners map[string]string
-	Op     *engine.Operation
-	Done   string
-	Alert  string
+	Owners       map[string]string
+	Op           *engine.Operation
+	Done         string
+	Alert        string
 }
 
 // Show serves GET /pools/{id}: the pool, its schedule, and its snapshots.
@@ -204,13 +201,6 @@ func (h *Handlers) show(w http.ResponseWriter, r *http.Request, status int, aler
 			_, dv.SnapshotsErr = images.Refuse(h.logger, r, "list pool snapshots", err)
 		}
 		slices.SortFunc(dv.Snapshots, func(a, b engine.PoolSnapshot) int { return b.CreatedAt.Compare(a.CreatedAt) })
-	}
-	if list, err := h.svc.Images(ctx, v.User); err == nil {
-		for _, im := range images.Sorted(list) {
-			if im.Node == "" && im.Pool == p.ID {
-				dv.Images = append(dv.Images, im)
-			}
-		}
 	}
 	layout.Render(w, r, h.logger, status, layout.Page{Title: p.Name, Section: "pools", Content: detailPage(dv)})
 }
@@ -301,17 +291,14 @@ func (h *Handlers) Snapshot(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// Restore serves POST /pools/{id}/snapshots/{name}/restore: one image (image, or
-// image_id for one deleted since) from the snapshot, in place (mode=inplace) or as a
-// new image (mode=new, name), as an operation.
+// Restore serves POST /pools/{id}/snapshots/{name}/restore: one image the snapshot
+// holds (image, from the snapshot's own list, so also one deleted since), in place
+// (mode=inplace) or as a new image (mode=new, name), as an operation.
 func (h *Handlers) Restore(w http.ResponseWriter, r *http.Request) {
 	h.action(w, r, "restore from snapshot", func(ctx context.Context, u engine.User, f url.Values) (string, error) {
-		req := engine.RestoreRequest{Image: strings.TrimSpace(f.Get("image_id"))}
+		req := engine.RestoreRequest{Image: f.Get("image")}
 		if req.Image == "" {
-			req.Image = f.Get("image")
-		}
-		if req.Image == "" {
-			return "", refusal("Choose the image to restore, or type its ID.")
+			return "", refusal("Choose the image to restore.")
 		}
 		if f.Get("mode") == "new" {
 			req.Name = strings.TrimSpace(f.Get("name"))

@@ -48,8 +48,11 @@ func newFake() *fakeService {
 			{ID: 2, Name: "plain", Driver: "dir", Path: "/srv/images", State: engine.PoolReady, TotalBytes: 10 << 30, FreeBytes: 9 << 30},
 		},
 		snapshots: []engine.PoolSnapshot{
-			{Pool: 0, Name: "daily-20260301", Daily: true, CreatedAt: at},
-			{Pool: 0, Name: "manual-20260302-101500", CreatedAt: at.Add(31 * time.Hour)},
+			{Pool: 0, Name: "daily-20260301", Daily: true, CreatedAt: at, Images: []engine.SnapshotImage{
+				{ID: "i-gone", Name: "old-web", Owner: alice.ID, Format: "qcow2", VirtualSize: 10 << 30, Deleted: true},
+				{ID: "i-web", Name: "web-1", Owner: alice.ID, Format: "raw", VirtualSize: 1 << 30},
+			}},
+			{Pool: 0, Name: "manual-20260302-101500", CreatedAt: at.Add(31 * time.Hour), Images: []engine.SnapshotImage{}},
 		},
 		images: []engine.Image{
 			{ID: "i-web", Name: "web-1", Owner: alice.ID, Pool: 0, State: engine.ImageReady},
@@ -306,12 +309,35 @@ func TestRollbackWithoutTypingThePoolsNameIsRefused(t *testing.T) {
 	}
 }
 
+// Each snapshot's restore form offers the images that snapshot holds, deleted ones
+// said to be so, and says so when it holds none.
+func TestRestoreFormListsTheSnapshotsImages(t *testing.T) {
+	svc := newFake()
+	page := do(t, svc, alice, http.MethodGet, "/pools/0", "").Body.String()
+	for _, want := range []string{
+		`<option value="i-gone" data-deleted>old-web (i-gone), qcow2 10 GiB — deleted since: restore as a new image</option>`,
+		`<option value="i-web">web-1 (i-web), raw 1 GiB</option>`,
+		`data-empty="snapshot-images"`,
+	} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the pool page lacks %s", want)
+		}
+	}
+	if strings.Contains(page, `name="image_id"`) {
+		t.Error("the restore form still asks for a typed image ID")
+	}
+	// Newest first: the manual snapshot (holding none) and then the daily one.
+	if i, j := strings.Index(page, `data-empty="snapshot-images"`), strings.Index(page, `value="i-gone"`); i < 0 || j < 0 || i > j {
+		t.Error("the images are not under their own snapshot")
+	}
+}
+
 func TestRestoreFromSnapshotStartsAnOperation(t *testing.T) {
 	svc := newFake()
 	if rec := do(t, svc, alice, http.MethodPost, "/pools/0/snapshots/daily-20260301/restore", "image=i-web&mode=new&name="); rec.Code != http.StatusBadRequest || svc.called("Restore") {
 		t.Errorf("restore as new without a name: %d", rec.Code)
 	}
-	rec := do(t, svc, alice, http.MethodPost, "/pools/0/snapshots/daily-20260301/restore", "image=i-web&image_id=i-gone&mode=new&name=web-back")
+	rec := do(t, svc, alice, http.MethodPost, "/pools/0/snapshots/daily-20260301/restore", "image=i-gone&mode=new&name=web-back")
 	if rec.Code != http.StatusSeeOther || rec.Header().Get("Location") != "/pools/0?op=op-1" || !svc.called(`RestoreFromSnapshot 0 daily-20260301 i-gone "web-back"`) {
 		t.Fatalf("restore: %d %q %v", rec.Code, rec.Header().Get("Location"), svc.calls)
 	}
