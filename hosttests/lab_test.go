@@ -44,7 +44,9 @@ type lab struct {
 	e        *engine.Engine
 	srv      *httptest.Server
 	consoles string
-	logs     string
+	// hub shares serial consoles among their viewers, as the supervisor's does.
+	hub  console.Hub
+	logs string
 	// domains are the libvirt UUIDs of servers made, destroyed in cleanup.
 	mu      sync.Mutex
 	domains map[string]bool
@@ -117,7 +119,12 @@ func (l *lab) open() {
 			return virt.DialLocal(ctx, virt.DefaultSocket)
 		},
 		Console: func(n engine.Node, uuid string, kind console.Kind) console.Target {
-			return console.LocalTarget(l.consoles, l.logs, uuid, kind)
+			t := console.LocalTarget(l.consoles, l.logs, uuid, kind)
+			if kind == console.Serial {
+				// As the supervisor does (nodelink.go).
+				t = l.hub.Share(n.ID+"/"+uuid, t)
+			}
+			return t
 		},
 	}
 	for _, m := range l.mods {
@@ -311,13 +318,71 @@ func (l *lab) serial(id string, re *regexp.Regexp, within time.Duration) string 
 	return ""
 }
 
-func (l *lab) readSerial(ctx context.Context, id string, re *regexp.Regexp, got *bytes.Buffer) bool {
+// serialWS opens a server's serial console through the API's websocket.
+func (l *lab) serialWS(ctx context.Context, id string) (*websocket.Conn, error) {
 	h := http.Header{}
 	req, _ := http.NewRequest("GET", "/", nil)
 	req.SetBasicAuth("admin", adminPassword)
 	h.Set("Authorization", req.Header.Get("Authorization"))
 	url := strings.Replace(l.srv.URL, "https://", "wss://", 1) + api.Prefix + "/servers/" + id + "/console/serial"
 	c, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{HTTPClient: l.srv.Client(), HTTPHeader: h})
+	return c, err
+}
+
+// twoViewers opens the serial console of running server id twice, as two browser
+// tabs would, types a command into the first and checks that both see its output
+// (qemu serves its serial socket to one client at a time: the engine shares it).
+func (l *lab) twoViewers(id string) {
+	l.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var tabs [2]*websocket.Conn
+	for i := range tabs {
+		c, err := l.serialWS(ctx, id)
+		if err != nil {
+			l.t.Fatalf("server %s: open the serial console in tab %d: %v", id, i+1, err)
+		}
+		defer c.CloseNow()
+		tabs[i] = c
+	}
+	// Whatever each tab is sent first (the history) is not what this looks for: the
+	// shell computes the number, so only its answer matches.
+	want := regexp.MustCompile(`two-tabs-42`)
+	got := make(chan string, 2)
+	for _, c := range tabs {
+		go func() {
+			var out bytes.Buffer
+			for !want.Match(out.Bytes()) {
+				_, data, err := c.Read(ctx)
+				if err != nil {
+					got <- fmt.Sprintf("%q, then %v", out.String(), err)
+					return
+				}
+				out.Write(data)
+			}
+			got <- ""
+		}()
+	}
+	// Typed until the shell answers: the second tab may join a moment after the first.
+	tick := time.NewTicker(2 * time.Second)
+	defer tick.Stop()
+	for done := 0; done < 2; {
+		if err := tabs[0].Write(ctx, websocket.MessageText, []byte("echo two-tabs-$((6*7))\r")); err != nil {
+			l.t.Fatalf("server %s: type into tab 1: %v", id, err)
+		}
+		select {
+		case msg := <-got:
+			if msg != "" {
+				l.t.Fatalf("server %s: a tab did not see the shell's answer typed in tab 1: %s", id, msg)
+			}
+			done++
+		case <-tick.C:
+		}
+	}
+}
+
+func (l *lab) readSerial(ctx context.Context, id string, re *regexp.Regexp, got *bytes.Buffer) bool {
+	c, err := l.serialWS(ctx, id)
 	if err != nil {
 		return false
 	}

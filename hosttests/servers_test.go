@@ -118,6 +118,7 @@ func TestServers(t *testing.T) {
 	if status, msg := l.do("DELETE", "/images/"+base.ID, nil, nil); status != 409 {
 		t.Fatalf("delete a master with children: %d %s, want 409", status, msg)
 	}
+	l.twoViewers(a.ID)
 
 	// Suspend and resume follow libvirt's events.
 	l.must(200, "POST", "/servers/"+b.ID+"/suspend", nil, nil)

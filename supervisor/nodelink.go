@@ -18,6 +18,8 @@ type nodeLink struct {
 	e *engine.Engine
 	// consoleDir and logDir are where the admin node's own consoles are.
 	consoleDir, logDir string
+	// consoles lets the viewers of a serial console share it.
+	consoles console.Hub
 	// net applies the admin's own part of the networks (node_networks.go).
 	net networkApplier
 }
@@ -52,8 +54,17 @@ func (l *nodeLink) probe(ctx context.Context, n engine.Node) (string, error) {
 	return agent.Describe(ctx, c.Libvirt())
 }
 
-// console says how to reach a server's console on node n.
+// console says how to reach a server's console on node n. Viewers of one serial
+// console share one connection to it (qemu serves one client at a time).
 func (l *nodeLink) console(n engine.Node, uuid string, kind console.Kind) console.Target {
+	t := l.consoleTarget(n, uuid, kind)
+	if kind == console.Serial {
+		t = l.consoles.Share(n.ID+"/"+uuid, t)
+	}
+	return t
+}
+
+func (l *nodeLink) consoleTarget(n engine.Node, uuid string, kind console.Kind) console.Target {
 	if n.ID == engine.LocalNodeID {
 		return console.LocalTarget(l.consoleDir, l.logDir, uuid, kind)
 	}

@@ -45,6 +45,7 @@ const (
 	reasonGuestClosed = "the server closed its console (it stopped or restarted)"
 	reasonUnreachable = "the server's %s console is not reachable: is the server running?"
 	reasonShutdown    = "the console service is shutting down"
+	reasonTooSlow     = "this page fell too far behind the console's output; reload it"
 )
 
 // readLimit is the largest message a browser may send: keystrokes and pastes for the
@@ -180,6 +181,8 @@ func relay(ctx context.Context, ws *websocket.Conn, guest net.Conn, log *slog.Lo
 
 	e := <-ends
 	switch {
+	case e.by == byGuest && errors.Is(e.err, errTooSlow):
+		ws.Close(websocket.StatusTryAgainLater, reasonTooSlow)
 	case e.by == byGuest:
 		// The close handshake runs while toGuest still reads: it gets the browser's
 		// answer to our close frame and returns.
