@@ -57,6 +57,8 @@ func (s *server) routes() []route {
 		{"GET /nodes", signedIn, nh.List},
 		{"GET /nodes/table", signedIn, nh.List},
 		{"GET /nodes/{id}", signedIn, nh.Show},
+		{"POST /nodes/{id}/rename", signedIn, nh.Rename},
+		{"POST /nodes/{id}/maintenance", signedIn, nh.Maintenance},
 		{"GET /servers", signedIn, sh.List},
 		{"GET /servers/table", signedIn, sh.List},
 		{"GET /servers/new", signedIn, sh.NewForm},

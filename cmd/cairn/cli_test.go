@@ -104,6 +104,15 @@ func TestLoginThenListNodes(t *testing.T) {
 	if code, _, errOut = c.run("", "nodes", "show", "n-nothere"); code != exitNotFound || !strings.Contains(errOut, "not found") {
 		t.Fatalf("show unknown node: exit %d, %s", code, errOut)
 	}
+	if code, out, errOut = c.run("", "nodes", "rename", "admin", "rack1-a"); code != 0 || !strings.Contains(out, "rack1-a") {
+		t.Fatalf("nodes rename: exit %d\n%s%s", code, out, errOut)
+	}
+	if code, out, _ = c.run("", "nodes", "list"); code != 0 || !strings.Contains(out, "rack1-a") {
+		t.Fatalf("nodes list after the rename: exit %d\n%s", code, out)
+	}
+	if code, _, errOut = c.run("", "nodes", "rename", "admin", "no spaces"); code == 0 || !strings.Contains(errOut, "letters, digits") {
+		t.Fatalf("nodes rename with a bad name: exit %d, %s", code, errOut)
+	}
 	if code, out, errOut = c.run("long-enough-pw\n", "users", "create", "carol", "--role", "readonly", "--password-stdin"); code != 0 {
 		t.Fatalf("users create: exit %d, %s", code, errOut)
 	}

@@ -105,6 +105,22 @@ func (a *app) nodesCmd() *cobra.Command {
 			},
 		})
 	}
+	cmd.AddCommand(&cobra.Command{
+		Use:   "rename ID NAME",
+		Short: "Rename a node; the name stays over its reboots (admins)",
+		Args:  exactArgs("ID", "NAME"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			n, err := c.UpdateNode(cmd.Context(), args[0], engine.NodeUpdate{Name: &args[1]})
+			if err != nil {
+				return err
+			}
+			return printNode(a, n)
+		},
+	})
 	return cmd
 }
 

@@ -52,6 +52,14 @@ func (s *server) getNode(r *http.Request, c caller) (any, error) {
 	return s.e.Node(r.Context(), c.user, r.PathValue("id"))
 }
 
+func (s *server) updateNode(r *http.Request, c caller) (any, error) {
+	var upd engine.NodeUpdate
+	if err := decodeJSON(r, &upd); err != nil {
+		return nil, err
+	}
+	return s.e.UpdateNode(r.Context(), c.user, r.PathValue("id"), upd)
+}
+
 func (s *server) nodeMaintenance(r *http.Request, c caller) (any, error) {
 	return s.e.SetNodeMaintenance(r.Context(), c.user, r.PathValue("id"), true)
 }

@@ -70,6 +70,8 @@ var routes = []route{
 		response: engine.Node{}, list: true, handle: (*server).listNodes},
 	{method: "GET", path: "/nodes/{id}", access: accessUser, op: "getNode", summary: "Show a node",
 		response: engine.Node{}, handle: (*server).getNode},
+	{method: "PATCH", path: "/nodes/{id}", access: accessAdmin, op: "updateNode", summary: "Rename a node; the name stays over its reboots",
+		request: engine.NodeUpdate{}, response: engine.Node{}, handle: (*server).updateNode},
 	{method: "GET", path: "/nodes/{id}/network", access: accessAdmin, op: "getNodeNetwork", summary: "What a node must have of the networks (bridges, peers, mappings, DHCP leases), computed from the engine's state",
 		response: engine.NodeNetwork{}, handle: (*server).getNodeNetwork},
 	{method: "POST", path: "/nodes/{id}/maintenance", access: accessAdmin, op: "setNodeMaintenance", summary: "Put a node into maintenance",

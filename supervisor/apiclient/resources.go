@@ -34,6 +34,13 @@ func (c *Client) Node(ctx context.Context, id string) (engine.Node, error) {
 	return get[engine.Node](ctx, c, "/nodes/"+esc(id))
 }
 
+// UpdateNode renames a node (admins).
+func (c *Client) UpdateNode(ctx context.Context, id string, upd engine.NodeUpdate) (engine.Node, error) {
+	var n engine.Node
+	err := c.do(ctx, "PATCH", "/nodes/"+esc(id), c.auth, upd, &n)
+	return n, err
+}
+
 // SetNodeMaintenance puts a node into maintenance or takes it out.
 func (c *Client) SetNodeMaintenance(ctx context.Context, id string, on bool) (engine.Node, error) {
 	action := "/ready"

@@ -74,6 +74,65 @@ func (e *Engine) SetNodeMaintenance(ctx context.Context, u User, id string, on b
 	return n, nil
 }
 
+// NodeUpdate changes a node; fields left out stay as they are.
+type NodeUpdate struct {
+	// Name is the node's name in the console, the API and the CLI: 1 to 63 letters,
+	// digits, dots, dashes and underscores, starting with a letter or digit, unique
+	// among the nodes. It stays over the node's reboots.
+	Name *string `json:"name,omitempty"`
+}
+
+// UpdateNode renames a node. Only admins may.
+func (e *Engine) UpdateNode(ctx context.Context, u User, id string, upd NodeUpdate) (Node, error) {
+	op := fmt.Sprintf("update node %q", id)
+	if err := requireAdmin(u, op); err != nil {
+		return Node{}, err
+	}
+	if upd.Name == nil {
+		return Node{}, fmt.Errorf("%s: %w: nothing to change; send a name", op, ErrInvalid)
+	}
+	name := strings.TrimSpace(*upd.Name)
+	if err := checkNodeName(name); err != nil {
+		return Node{}, fmt.Errorf("%s: %w", op, err)
+	}
+	var n Node
+	err := e.store.Update(func(tx *store.Tx) error {
+		if err := tx.Get(bucketNodes, id, &n); err != nil {
+			return fmt.Errorf("%s: %w", op, notFound(err))
+		}
+		nodes, err := store.ListTx[Node](tx, bucketNodes)
+		if err != nil {
+			return err
+		}
+		for _, o := range nodes {
+			if o.ID != id && strings.EqualFold(o.Name, name) {
+				return fmt.Errorf("%s: %w: node %s is named %q already; choose another name", op, ErrExists, o.ID, o.Name)
+			}
+		}
+		n.Name, n.Named = name, true
+		return tx.Put(bucketNodes, id, n)
+	})
+	if err != nil {
+		return Node{}, err
+	}
+	e.log.Info("node renamed", "node", id, "name", name, "by", u.Name)
+	return n, nil
+}
+
+// checkNodeName says what is wrong with a node name, if anything.
+func checkNodeName(name string) error {
+	if name == "" || len(name) > 63 {
+		return fmt.Errorf("%w: a node name has 1 to 63 characters", ErrInvalid)
+	}
+	for i, c := range name {
+		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+		if !alnum && (i == 0 || (c != '-' && c != '.' && c != '_')) {
+			return fmt.Errorf("%w: node name %q: use letters, digits, dots, dashes and underscores, starting with a letter or digit", ErrInvalid, name)
+		}
+	}
+	return nil
+}
+
 // RegisterLocalNode records the admin node's own compute role as node "admin" with
 // roles admin and compute. The supervisor then calls LocalHeartbeat.
 func (e *Engine) RegisterLocalNode(ctx context.Context, req JoinRequest) (Node, error) {
@@ -170,6 +229,9 @@ func (e *Engine) putJoined(id string, req JoinRequest, roles []string) (Node, bo
 		}
 		if rejoin {
 			n.JoinedAt, n.Libvirt = old.JoinedAt, old.Libvirt
+			if old.Named {
+				n.Name, n.Named = old.Name, true
+			}
 			if old.State == NodeMaintenance {
 				n.State = NodeMaintenance
 			}

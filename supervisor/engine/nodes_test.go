@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -243,4 +244,63 @@ func mustMAC(s string) net.HardwareAddr {
 		panic(err)
 	}
 	return m
+}
+
+// An admin names a node; the name must be valid and unique, and it stays when the
+// node boots and joins again with its host name.
+func TestRenameNode(t *testing.T) {
+	ctx := context.Background()
+	te := openTest(t, "", nil)
+	admin := te.admin(t)
+	bob := te.user(t, admin, "bob", RoleUser)
+	a, err := te.Join(ctx, te.JoinToken(), joinReq(t, "52:54:00:00:00:0a", "10.0.100.10"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := te.Join(ctx, te.JoinToken(), joinReq(t, "52:54:00:00:00:0b", "10.0.100.11"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Node.Name != b.Node.Name {
+		t.Fatalf("two nodes booted from one image reported names %q and %q; the test expects one host name", a.Node.Name, b.Node.Name)
+	}
+	name := func(s string) NodeUpdate { return NodeUpdate{Name: &s} }
+
+	if _, err := te.UpdateNode(ctx, bob, a.Node.ID, name("rack1-a")); !errors.Is(err, ErrForbidden) {
+		t.Errorf("a user renames a node: %v, want forbidden", err)
+	}
+	for _, bad := range []string{"", " ", "-lead", "has space", "slash/", strings.Repeat("x", 64)} {
+		if _, err := te.UpdateNode(ctx, admin, a.Node.ID, name(bad)); !errors.Is(err, ErrInvalid) {
+			t.Errorf("name %q: %v, want invalid", bad, err)
+		}
+	}
+	if _, err := te.UpdateNode(ctx, admin, a.Node.ID, NodeUpdate{}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("an update without a name: %v, want invalid", err)
+	}
+	if _, err := te.UpdateNode(ctx, admin, "n-nothere", name("x")); !errors.Is(err, ErrNotFound) {
+		t.Errorf("unknown node: %v, want not found", err)
+	}
+	n, err := te.UpdateNode(ctx, admin, a.Node.ID, name(" rack1-a "))
+	if err != nil || n.Name != "rack1-a" || !n.Named {
+		t.Fatalf("rename: %+v %v", n, err)
+	}
+	if _, err := te.UpdateNode(ctx, admin, b.Node.ID, name("RACK1-A")); !errors.Is(err, ErrExists) {
+		t.Errorf("a second node with the same name: %v, want exists", err)
+	}
+	if n, err := te.UpdateNode(ctx, admin, a.Node.ID, name("rack1-a")); err != nil || n.Name != "rack1-a" {
+		t.Errorf("renaming a node to its own name: %+v %v", n, err)
+	}
+
+	// The node reboots and joins with its host name: the admin's name stays; the
+	// other node, never named, takes the host name it reports.
+	again, err := te.Join(ctx, te.JoinToken(), joinReq(t, "52:54:00:00:00:0a", "10.0.100.10"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.Node.Name != "rack1-a" || !again.Node.Named {
+		t.Errorf("after a rejoin the node is named %q (named %v), want rack1-a", again.Node.Name, again.Node.Named)
+	}
+	if got, _ := te.Node(ctx, admin, b.Node.ID); got.Name != b.Node.Name || got.Named {
+		t.Errorf("the other node: %+v", got)
+	}
 }

@@ -79,8 +79,11 @@ type NIC struct {
 
 // Node is a compute machine of the engine (the admin node is one too).
 type Node struct {
-	ID              string    `json:"id"`
-	Name            string    `json:"name"`
+	ID   string `json:"id"`
+	Name string `json:"name"`
+	// Named is true once an admin has named the node: the name then stays when the
+	// node boots and joins again (otherwise it is the host name the node reports).
+	Named           bool      `json:"named,omitempty"`
 	MAC             string    `json:"mac"`
 	Address         string    `json:"address"`
 	Roles           []string  `json:"roles"`

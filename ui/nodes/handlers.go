@@ -15,6 +15,7 @@ import (
 	"github.com/a-h/templ"
 
 	"github.com/cairn-os/cairn/supervisor/engine"
+	"github.com/cairn-os/cairn/ui/images"
 	"github.com/cairn-os/cairn/ui/layout"
 )
 
@@ -22,6 +23,8 @@ import (
 type Service interface {
 	Nodes(ctx context.Context, u engine.User) ([]engine.Node, error)
 	Node(ctx context.Context, u engine.User, id string) (engine.Node, error)
+	UpdateNode(ctx context.Context, u engine.User, id string, upd engine.NodeUpdate) (engine.Node, error)
+	SetNodeMaintenance(ctx context.Context, u engine.User, id string, on bool) (engine.Node, error)
 }
 
 // Handlers serve the Nodes area.
@@ -58,6 +61,10 @@ func (h *Handlers) List(w http.ResponseWriter, r *http.Request) {
 // Show serves GET /nodes/{id}: one node's details; its summary cards poll for
 // themselves as the fragment "node-summary".
 func (h *Handlers) Show(w http.ResponseWriter, r *http.Request) {
+	h.show(w, r, http.StatusOK, "")
+}
+
+func (h *Handlers) show(w http.ResponseWriter, r *http.Request, status int, alert string) {
 	v, _ := layout.ViewerFrom(r.Context())
 	id := r.PathValue("id")
 	n, err := h.svc.Node(r.Context(), v.User, id)
@@ -66,12 +73,69 @@ func (h *Handlers) Show(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	summary := summaryCards(n, h.now())
-	layout.Render(w, r, h.logger, http.StatusOK, layout.Page{
+	dv := detailView{Node: n, Summary: summary, Admin: v.User.Role == engine.RoleAdmin, Alert: alert,
+		Done: doneMessages[r.URL.Query().Get("done")]}
+	layout.Render(w, r, h.logger, status, layout.Page{
 		Title:     n.Name,
 		Section:   "nodes",
-		Content:   detailPage(n, summary),
+		Content:   detailPage(dv),
 		Fragments: map[string]templ.Component{"node-summary": summary},
 	})
+}
+
+// Messages after an action went through, by the "done" query parameter.
+var doneMessages = map[string]string{
+	"renamed":     "The node was renamed.",
+	"maintenance": "The node is in maintenance.",
+	"ready":       "The node is out of maintenance.",
+}
+
+// Rename serves POST /nodes/{id}/rename (admins): name.
+func (h *Handlers) Rename(w http.ResponseWriter, r *http.Request) {
+	h.action(w, r, "rename node", func(ctx context.Context, u engine.User, f url.Values) (string, error) {
+		name := f.Get("name")
+		if _, err := h.svc.UpdateNode(ctx, u, r.PathValue("id"), engine.NodeUpdate{Name: &name}); err != nil {
+			return "", err
+		}
+		return "renamed", nil
+	})
+}
+
+// Maintenance serves POST /nodes/{id}/maintenance (admins): on=yes puts the node
+// into maintenance, on=no takes it out.
+func (h *Handlers) Maintenance(w http.ResponseWriter, r *http.Request) {
+	h.action(w, r, "set node maintenance", func(ctx context.Context, u engine.User, f url.Values) (string, error) {
+		on := f.Get("on") == "yes"
+		if _, err := h.svc.SetNodeMaintenance(ctx, u, r.PathValue("id"), on); err != nil {
+			return "", err
+		}
+		if on {
+			return "maintenance", nil
+		}
+		return "ready", nil
+	})
+}
+
+// action runs one of a node page's forms; do returns the "done" message's key. A
+// refusal shows the node's page again with the engine's message.
+func (h *Handlers) action(w http.ResponseWriter, r *http.Request, op string, do func(ctx context.Context, u engine.User, f url.Values) (string, error)) {
+	v, _ := layout.ViewerFrom(r.Context())
+	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+	if err := r.ParseForm(); err != nil {
+		layout.Error(w, r, h.logger, http.StatusBadRequest, "The form could not be read. Reload the page and try again.")
+		return
+	}
+	done, err := do(r.Context(), v.User, r.PostForm)
+	if err != nil {
+		if errors.Is(err, engine.ErrNotFound) {
+			h.fail(w, r, op, err)
+			return
+		}
+		status, msg := images.Refuse(h.logger, r, op, err)
+		h.show(w, r, status, msg)
+		return
+	}
+	http.Redirect(w, r, nodeURL(r.PathValue("id"))+"?done="+done, http.StatusSeeOther)
 }
 
 // fail answers an engine error with the page a person can act on.

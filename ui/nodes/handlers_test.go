@@ -36,6 +36,15 @@ func (f *fakeService) Node(_ context.Context, _ engine.User, id string) (engine.
 	return engine.Node{}, engine.ErrNotFound
 }
 
+// The page's forms are tested against the real engine (engine_test.go).
+func (f *fakeService) UpdateNode(context.Context, engine.User, string, engine.NodeUpdate) (engine.Node, error) {
+	return engine.Node{}, errors.New("not in this fake")
+}
+
+func (f *fakeService) SetNodeMaintenance(context.Context, engine.User, string, bool) (engine.Node, error) {
+	return engine.Node{}, errors.New("not in this fake")
+}
+
 func serve(h http.HandlerFunc, pattern, target string, header ...string) *httptest.ResponseRecorder {
 	mux := http.NewServeMux()
 	mux.HandleFunc(pattern, h)
