@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -15,29 +14,6 @@ import (
 	"github.com/cairn-os/cairn/internal/testutil"
 	"github.com/cairn-os/cairn/supervisor/engine"
 )
-
-// loopDevice makes a sparse file of size bytes and attaches it to a loop device.
-func loopDevice(t *testing.T, size int64) string {
-	t.Helper()
-	testutil.RequireProgram(t, "losetup")
-	f := filepath.Join(t.TempDir(), "disk.img")
-	if err := os.WriteFile(f, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(f, size); err != nil {
-		t.Fatal(err)
-	}
-	out, err := exec.Command("losetup", "--find", "--show", f).Output()
-	if err != nil {
-		t.Fatalf("losetup: %v", err)
-	}
-	dev := strings.TrimSpace(string(out))
-	t.Cleanup(func() {
-		exec.Command("umount", "--lazy", dev).Run()
-		exec.Command("losetup", "-d", dev).Run()
-	})
-	return dev
-}
 
 // bootMarker starts the server for its nth boot, reads the marker its disk holds
 // from the serial console, and forces it off again.
@@ -63,7 +39,7 @@ func TestBtrfsPoolSnapshotsAndBackups(t *testing.T) {
 	l := newLab(t, "")
 	testutil.RequireProgram(t, "mkfs.btrfs")
 	img := testImage(t)
-	dev := loopDevice(t, 1<<30)
+	dev := testutil.LoopDevice(t, 1<<30)
 
 	var p engine.Pool
 	status, msg := l.do("POST", "/pools", engine.PoolRequest{Name: "fast", Driver: "btrfs", Device: dev}, nil)
@@ -163,7 +139,7 @@ func TestDailySnapshots(t *testing.T) {
 	set := func(t time.Time) { mu.Lock(); now = t; mu.Unlock() }
 	l := newLab(t, "", func(c *engine.Config) { c.Now = clock })
 	testutil.RequireProgram(t, "mkfs.btrfs")
-	dev := loopDevice(t, 512<<20)
+	dev := testutil.LoopDevice(t, 512<<20)
 	var p engine.Pool
 	l.must(201, "POST", "/pools", engine.PoolRequest{Name: "daily", Driver: "btrfs", Device: dev, ConfirmFormat: dev, SnapshotAt: "02:00", SnapshotKeep: 2}, &p)
 	t.Cleanup(func() { exec.Command("umount", p.Path).Run() })

@@ -1,9 +1,6 @@
 package main
 
 import (
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -17,25 +14,13 @@ import (
 // restores that one by its name as a new image.
 func TestSnapshotRestoreByNameThroughTheCLI(t *testing.T) {
 	testutil.RequireRoot(t)
-	for _, p := range []string{"losetup", "mkfs.btrfs", "btrfs", "qemu-img"} {
+	for _, p := range []string{"mkfs.btrfs", "btrfs", "qemu-img"} {
 		testutil.RequireProgram(t, p)
 	}
 	e, url := testEngine(t)
 	c := loggedIn(t, e, url)
 
-	img := filepath.Join(t.TempDir(), "disk.img")
-	if err := os.WriteFile(img, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(img, 512<<20); err != nil {
-		t.Fatal(err)
-	}
-	out, err := exec.Command("losetup", "--find", "--show", img).CombinedOutput()
-	if err != nil {
-		t.Fatalf("losetup: %v: %s", err, out)
-	}
-	dev := strings.TrimSpace(string(out))
-	t.Cleanup(func() { exec.Command("losetup", "--detach", dev).Run() })
+	dev := testutil.LoopDevice(t, 512<<20)
 
 	var p engine.Pool
 	c.jsonOf(&p, "pools", "create", "fast", "--driver", "btrfs", "--device", dev, "--yes-format-device", dev)

@@ -1,5 +1,5 @@
 // Package testutil holds the helpers Cairn's tests share: skipping with a clear reason
-// when the test needs root or a program, and names that never collide.
+// when the test needs root or a program, names that never collide, loop devices.
 package testutil
 
 import (
@@ -7,6 +7,8 @@ import (
 	"encoding/hex"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -37,4 +39,31 @@ func Name(prefix string) string {
 		panic(err)
 	}
 	return prefix + hex.EncodeToString(b)
+}
+
+// LoopDevice attaches a blank sparse file of size bytes to a new loop device (root)
+// and, when the test ends, unmounts whatever is left mounted from it and detaches it.
+func LoopDevice(t testing.TB, size int64) string {
+	t.Helper()
+	RequireRoot(t)
+	RequireProgram(t, "losetup")
+	img := filepath.Join(t.TempDir(), "disk.img")
+	if err := os.WriteFile(img, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(img, size); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("losetup", "--find", "--show", img).CombinedOutput()
+	if err != nil {
+		t.Fatalf("losetup: %v: %s", err, out)
+	}
+	dev := strings.TrimSpace(string(out))
+	t.Cleanup(func() {
+		exec.Command("umount", "--lazy", dev).Run()
+		if out, err := exec.Command("losetup", "--detach", dev).CombinedOutput(); err != nil {
+			t.Errorf("detach %s: %v: %s", dev, err, out)
+		}
+	})
+	return dev
 }

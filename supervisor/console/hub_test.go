@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -24,14 +25,22 @@ func (g *guest) noMoreConns(t *testing.T) {
 	}
 }
 
-// Two browser tabs on one serial console share the guest's single connection: both
-// see its output, both type into it; the first to leave does not end the other, and
-// the last to leave closes the connection, so that the next viewer dials afresh.
-func TestHubTwoViewersShareTheSerialConsole(t *testing.T) {
+// sharedConsole serves a fake guest's serial console through Bridge, shared by a Hub
+// as the supervisor shares it.
+func sharedConsole(t *testing.T) (*guest, *httptest.Server, chan struct{}) {
+	t.Helper()
 	dir := t.TempDir()
 	g := newGuest(t, filepath.Join(dir, testUUID+".serial"))
 	var hub Hub
 	srv, returned := bridgeServer(t, hub.Share("n-1/"+testUUID, LocalTarget(dir, dir, testUUID, Serial)), Serial)
+	return g, srv, returned
+}
+
+// Two browser tabs on one serial console share the guest's single connection: both
+// see its output, both type into it; the first to leave does not end the other, and
+// the last to leave closes the connection, so that the next viewer dials afresh.
+func TestHubTwoViewersShareTheSerialConsole(t *testing.T) {
+	g, srv, returned := sharedConsole(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
@@ -88,10 +97,7 @@ func TestHubTwoViewersShareTheSerialConsole(t *testing.T) {
 
 // When the guest closes its console (the server stops), every viewer is told so.
 func TestHubGuestClosingEndsEveryViewer(t *testing.T) {
-	dir := t.TempDir()
-	g := newGuest(t, filepath.Join(dir, testUUID+".serial"))
-	var hub Hub
-	srv, returned := bridgeServer(t, hub.Share("n-1/"+testUUID, LocalTarget(dir, dir, testUUID, Serial)), Serial)
+	g, srv, returned := sharedConsole(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	a, _, err := dial(ctx, srv, "")

@@ -255,9 +255,13 @@ func (e *Engine) PoolSnapshots(ctx context.Context, u User, poolID string) ([]Po
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}
-	current, err := store.List[Image](e.store, bucketImages)
+	images, err := store.List[Image](e.store, bucketImages)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	current := make(map[string]bool, len(images))
+	for _, im := range images {
+		current[im.ID] = true
 	}
 	out := []PoolSnapshot{}
 	for _, s := range list {
@@ -274,7 +278,7 @@ func (e *Engine) PoolSnapshots(ctx context.Context, u User, poolID string) ([]Po
 			}
 			ps.Images = append(ps.Images, SnapshotImage{
 				ID: im.ID, Name: im.Name, Owner: im.Owner, Format: im.Format, VirtualSize: im.VirtualSize,
-				Deleted: !slices.ContainsFunc(current, func(c Image) bool { return c.ID == im.ID }),
+				Deleted: !current[im.ID],
 			})
 		}
 		slices.SortFunc(ps.Images, func(a, b SnapshotImage) int {

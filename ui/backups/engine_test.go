@@ -3,16 +3,13 @@ package backups
 import (
 	"bytes"
 	"context"
-	"io"
-	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
 	"strings"
 	"testing"
 
-	"golang.org/x/crypto/bcrypt"
-
+	"github.com/cairn-os/cairn/internal/enginetest"
 	"github.com/cairn-os/cairn/internal/testutil"
 	"github.com/cairn-os/cairn/supervisor/engine"
 )
@@ -37,22 +34,8 @@ func waitOp(t *testing.T, e *engine.Engine, u engine.User, location string) engi
 func TestRealBackupRestoresInPlaceAndAsNew(t *testing.T) {
 	testutil.RequireProgram(t, "qemu-img")
 	ctx := context.Background()
-	e, err := engine.Open(ctx, engine.Config{StateDir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), BcryptCost: bcrypt.MinCost})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { e.Close() })
-	if _, err := e.EnsureAdmin(ctx, "admin-password"); err != nil {
-		t.Fatal(err)
-	}
-	admin, err := e.Authenticate(ctx, engine.AdminName, "admin-password")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dave, err := e.CreateUser(ctx, admin, "dave", "dave-password", engine.RoleUser)
-	if err != nil {
-		t.Fatal(err)
-	}
+	e, admin := enginetest.Open(t)
+	dave := enginetest.User(t, e, admin, "dave", engine.RoleUser)
 	im, err := e.CreateImage(ctx, dave, engine.ImageRequest{Name: "data", Format: "raw", Size: 1 << 20})
 	if err != nil {
 		t.Fatal(err)

@@ -19,8 +19,8 @@ import (
 
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
-	"golang.org/x/crypto/bcrypt"
 
+	"github.com/cairn-os/cairn/internal/enginetest"
 	"github.com/cairn-os/cairn/internal/testutil"
 	"github.com/cairn-os/cairn/supervisor/engine"
 	"github.com/cairn-os/cairn/supervisor/hostcmd"
@@ -225,23 +225,8 @@ func waitUpload(t *testing.T, bctx context.Context) (state, message string) {
 // testEngine opens a real engine with a user.
 func testEngine(t *testing.T) (*engine.Engine, engine.User) {
 	t.Helper()
-	ctx := context.Background()
-	e, err := engine.Open(ctx, engine.Config{StateDir: t.TempDir(), BcryptCost: bcrypt.MinCost})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { e.Close() })
-	if _, err := e.EnsureAdmin(ctx, "admin-password"); err != nil {
-		t.Fatal(err)
-	}
-	admin, err := e.Authenticate(ctx, engine.AdminName, "admin-password")
-	if err != nil {
-		t.Fatal(err)
-	}
-	u, err := e.CreateUser(ctx, admin, "erin", "erin-password", engine.RoleUser)
-	if err != nil {
-		t.Fatal(err)
-	}
+	e, admin := enginetest.Open(t)
+	u := enginetest.User(t, e, admin, "erin", engine.RoleUser)
 	return e, u
 }
 

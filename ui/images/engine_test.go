@@ -2,7 +2,6 @@ package images
 
 import (
 	"bytes"
-	"context"
 	"crypto/rand"
 	"encoding/json"
 	"errors"
@@ -15,8 +14,7 @@ import (
 	"strings"
 	"testing"
 
-	"golang.org/x/crypto/bcrypt"
-
+	"github.com/cairn-os/cairn/internal/enginetest"
 	"github.com/cairn-os/cairn/internal/testutil"
 	"github.com/cairn-os/cairn/supervisor/engine"
 	"github.com/cairn-os/cairn/supervisor/hostcmd"
@@ -26,23 +24,8 @@ import (
 // it) and returns it with an admin and a user.
 func realEngine(t *testing.T) (*engine.Engine, engine.User, engine.User) {
 	t.Helper()
-	ctx := context.Background()
-	e, err := engine.Open(ctx, engine.Config{StateDir: t.TempDir(), Logger: quietLogger(), BcryptCost: bcrypt.MinCost})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { e.Close() })
-	if _, err := e.EnsureAdmin(ctx, "admin-password"); err != nil {
-		t.Fatal(err)
-	}
-	admin, err := e.Authenticate(ctx, engine.AdminName, "admin-password")
-	if err != nil {
-		t.Fatal(err)
-	}
-	user, err := e.CreateUser(ctx, admin, "carol", "carol-password", engine.RoleUser)
-	if err != nil {
-		t.Fatal(err)
-	}
+	e, admin := enginetest.Open(t)
+	user := enginetest.User(t, e, admin, "carol", engine.RoleUser)
 	return e, admin, user
 }
 

@@ -2,16 +2,13 @@ package networks
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
 	"testing"
 
-	"golang.org/x/crypto/bcrypt"
-
+	"github.com/cairn-os/cairn/internal/enginetest"
 	"github.com/cairn-os/cairn/supervisor/engine"
 )
 
@@ -20,18 +17,7 @@ import (
 // and its refusals come through with their messages and statuses.
 func TestWithTheRealEngine(t *testing.T) {
 	ctx := context.Background()
-	e, err := engine.Open(ctx, engine.Config{StateDir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), BcryptCost: bcrypt.MinCost})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { e.Close() })
-	if _, err := e.EnsureAdmin(ctx, "admin-password"); err != nil {
-		t.Fatal(err)
-	}
-	admin, err := e.Authenticate(ctx, engine.AdminName, "admin-password")
-	if err != nil {
-		t.Fatal(err)
-	}
+	e, admin := enginetest.Open(t)
 	if _, err := e.RegisterLocalNode(ctx, engine.JoinRequest{Name: "admin", MAC: "52:54:00:00:00:01", Address: "10.0.0.1", CPUs: 4, MemoryBytes: 8 << 30}); err != nil {
 		t.Fatal(err)
 	}

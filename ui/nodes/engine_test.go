@@ -10,8 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"golang.org/x/crypto/bcrypt"
-
+	"github.com/cairn-os/cairn/internal/enginetest"
 	"github.com/cairn-os/cairn/supervisor/engine"
 	"github.com/cairn-os/cairn/ui/layout"
 )
@@ -40,25 +39,8 @@ func post(t *testing.T, e *engine.Engine, u engine.User, target string, form url
 // a user sees no forms and is refused; a bad or taken name is the engine's message.
 func TestNodePageRenameAndMaintenance(t *testing.T) {
 	ctx := context.Background()
-	e, err := engine.Open(ctx, engine.Config{StateDir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), BcryptCost: bcrypt.MinCost})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { e.Close() })
-	if _, err := e.EnsureAdmin(ctx, "admin-password"); err != nil {
-		t.Fatal(err)
-	}
-	admin, err := e.Authenticate(ctx, engine.AdminName, "admin-password")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.CreateUser(ctx, admin, "bob", "bob-password", engine.RoleUser); err != nil {
-		t.Fatal(err)
-	}
-	bob, err := e.Authenticate(ctx, "bob", "bob-password")
-	if err != nil {
-		t.Fatal(err)
-	}
+	e, admin := enginetest.Open(t)
+	bob := enginetest.User(t, e, admin, "bob", engine.RoleUser)
 	if _, err := e.RegisterLocalNode(ctx, engine.JoinRequest{Name: "cairn-admin", MAC: "52:54:00:00:00:01", Address: "10.0.0.1", CPUs: 2, MemoryBytes: 4 << 30}); err != nil {
 		t.Fatal(err)
 	}

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -16,35 +15,10 @@ import (
 	"golang.org/x/crypto/bcrypt"
 	"golang.org/x/sys/unix"
 
+	"github.com/cairn-os/cairn/internal/enginetest"
 	"github.com/cairn-os/cairn/internal/testutil"
 	"github.com/cairn-os/cairn/supervisor/engine"
 )
-
-// loopDevice attaches a blank sparse file of size bytes to a new loop device and
-// detaches it at the end of the test.
-func loopDevice(t *testing.T, size int64) string {
-	t.Helper()
-	img := filepath.Join(t.TempDir(), "disk.img")
-	f, err := os.Create(img)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Truncate(size); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
-	out, err := exec.Command("losetup", "--find", "--show", img).CombinedOutput()
-	if err != nil {
-		t.Fatalf("losetup: %v: %s", err, out)
-	}
-	dev := strings.TrimSpace(string(out))
-	t.Cleanup(func() {
-		if out, err := exec.Command("losetup", "--detach", dev).CombinedOutput(); err != nil {
-			t.Errorf("detach %s: %v: %s", dev, err, out)
-		}
-	})
-	return dev
-}
 
 func TestRealBtrfsPoolFromCreateToRollback(t *testing.T) {
 	testutil.RequireRoot(t)
@@ -53,7 +27,7 @@ func TestRealBtrfsPoolFromCreateToRollback(t *testing.T) {
 	}
 	ctx := context.Background()
 	state := t.TempDir()
-	dev := loopDevice(t, 512<<20)
+	dev := testutil.LoopDevice(t, 512<<20)
 	// The engine mounts pool 1 here; unmount it before the loop device goes.
 	t.Cleanup(func() {
 		for unix.Unmount(filepath.Join(state, "pools", "1"), 0) == nil {
@@ -106,13 +80,7 @@ func TestRealBtrfsPoolFromCreateToRollback(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Another user's image in the same pool.
-	if _, err := e.CreateUser(ctx, admin, "bob", "bob-password", engine.RoleUser); err != nil {
-		t.Fatal(err)
-	}
-	bob, err := e.Authenticate(ctx, "bob", "bob-password")
-	if err != nil {
-		t.Fatal(err)
-	}
+	bob := enginetest.User(t, e, admin, "bob", engine.RoleUser)
 	bobs, err := e.CreateImage(ctx, bob, engine.ImageRequest{Name: "bobs-disk", Pool: &one, Format: "raw", Size: 2 << 20})
 	if err != nil {
 		t.Fatal(err)
